@@ -1,0 +1,16 @@
+# Two commands do all set-up: `make train` runs the default job, `make test` the test suite.
+# Both install what is missing first (quick when everything is in place).
+PYTHON ?= python
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install train test
+
+install:
+	@$(PYTHON) scripts/install.py
+
+train: install
+	$(PYTHON) -m lit_train $(ARGS)
+
+test: install
+	$(PYTHON) -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,21 @@
+"""Training-health callbacks for PyTorch Lightning.
+
+Every callback here depends on Lightning and torch only, so any Lightning
+project can use it with a plain ``lightning.Trainer``.
+"""
+
+from .activation_monitor import ActivationMonitor
+from .early_stopping import EarlyStopping
+from .gradient_monitor import GradientMonitor
+from .weight_init import WeightInit
+from .weight_penalty import WeightPenalty
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActivationMonitor",
+    "EarlyStopping",
+    "GradientMonitor",
+    "WeightInit",
+    "WeightPenalty",
+]

@@ -1,0 +1,1 @@
+"""lit_train: declarative training for PyTorch Lightning."""

@@ -1,0 +1,3 @@
+from lit_train.cli import main
+
+main()

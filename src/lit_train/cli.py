@@ -1,0 +1,53 @@
+"""``python -m lit_train``: compose the config, validate it, then train.
+
+Only this layer and :mod:`lit_train.run` know Hydra. Torch and Lightning are
+imported after the config has been validated, so a bad command line fails fast.
+"""
+
+import sys
+
+import hydra
+from hydra._internal.utils import get_args_parser
+from omegaconf import DictConfig
+
+from lit_train.command_line import CONFIG_MODULE, CONFIG_NAME, check_overrides, expand_callback_additions
+from lit_train.validate import validate
+
+EXIT_BAD_CONFIG = 2
+
+
+class ConfigError(Exception):
+    """A config problem found inside a job (e.g. one a sweeper generated)."""
+
+
+def _report(problems: list[str]) -> None:
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    print(f"lit_train: {len(problems)} config problem(s); nothing was run.", file=sys.stderr)
+
+
+@hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME)
+def _job(cfg: DictConfig) -> float | None:
+    problems = validate(cfg)
+    if problems:
+        _report(problems)
+        raise ConfigError("; ".join(problems))
+    from lit_train.run import run
+
+    return run(cfg)
+
+
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Runs lit_train with ``argv`` (default: ``sys.argv[1:]``)."""
+    argv = expand_callback_additions(list(sys.argv[1:] if argv is None else argv))
+    args = get_args_parser().parse_args(argv)
+    # Flags that only print (help, config, info) run no job and need no validation.
+    if not (args.help or args.hydra_help or args.info or args.cfg or args.shell_completion):
+        problems = check_overrides(args.overrides, multirun=args.multirun)
+        if problems:
+            _report(problems)
+            sys.exit(EXIT_BAD_CONFIG)
+    sys.argv = [sys.argv[0], *argv]
+    _job()

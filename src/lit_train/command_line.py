@@ -1,0 +1,122 @@
+"""Checks a command line's overrides by composing them, before Hydra runs the job.
+
+Hydra's own errors are multi-line and exit 1 after the run directory may exist;
+here every problem becomes one line with a "did you mean", and nothing is
+written.
+"""
+
+import itertools
+from collections.abc import Iterator
+
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from lit_train.validate import did_you_mean, validate
+
+CONFIG_MODULE = "lit_train.conf"
+CONFIG_NAME = "config"
+
+
+def expand_callback_additions(overrides: list[str]) -> list[str]:
+    """Turns ``+callbacks=x`` into ``callbacks=[default,x]``: add a callback without restating the default set.
+
+    Example::
+
+        >>> expand_callback_additions(["+callbacks=lr_finder", "seed=1"])
+        ['seed=1', 'callbacks=[default,lr_finder]']
+    """
+    added, chosen, rest = [], None, []
+    for item in overrides:
+        if item.startswith("+callbacks="):
+            added += item.removeprefix("+callbacks=").strip("[]").split(",")
+        elif item.startswith("callbacks="):
+            chosen = item.removeprefix("callbacks=").strip("[]").split(",")
+        else:
+            rest.append(item)
+    if not added:
+        return overrides
+    return [*rest, f"callbacks=[{','.join((chosen or ['default']) + added)}]"]
+
+
+def _job_override_sets(overrides: list[Override], multirun: bool) -> Iterator[list[str]]:
+    """Override lists that cover every swept value once (each sweep varied alone, the others at their first value)."""
+    fixed = [o.input_line for o in overrides if not o.is_sweep_override()]
+    sweeps = [o for o in overrides if o.is_sweep_override()]
+    if not multirun or not sweeps:
+        yield fixed if multirun else [o.input_line for o in overrides]
+        return
+    choices = []
+    for sweep in sweeps:
+        try:
+            values = list(sweep.sweep_string_iterator())
+        except HydraException:
+            values = []  # interval()/tag() ranges are sampled by a sweeper; validated inside each job
+        choices.append([f"{sweep.get_key_element()}={v}" for v in values])
+    firsts = [c[0] for c in choices if c]
+    yield fixed + firsts
+    for i, values in enumerate(choices):
+        for value in values[1:]:
+            yield fixed + [f for j, f in enumerate(firsts) if j != i] + [value]
+
+
+def _diagnose(overrides: list[str], error: HydraException) -> list[str]:
+    """Explains a failed composition with one line per bad override."""
+    loader = GlobalHydra.instance().config_loader()
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    groups = [o for o in parsed if not o.is_hydra_override() and loader.get_group_options(o.key_or_group)]
+    problems = []
+    for override in groups:
+        options = loader.get_group_options(override.key_or_group)
+        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+        for value in values:
+            for name in value if isinstance(value, list) else [value]:
+                if name is not None and str(name) not in options:
+                    problems.append(f"{override.key_or_group}: unknown option {name!r}{did_you_mean(name, options)} "
+                                    f"(choose from {', '.join(options)})")
+    valid_groups = [o for o in groups if not any(p.startswith(f"{o.key_or_group}:") for p in problems)]
+    base = compose(CONFIG_NAME, overrides=[o.input_line for o in valid_groups])
+    for override in parsed:
+        if override in groups or override.is_hydra_override() or override.is_add() or override.is_force_add():
+            continue
+        key = override.key_or_group
+        parent_path, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(base, parent_path) if parent_path else base
+        if isinstance(parent, DictConfig) and leaf not in parent:
+            siblings = [str(k) for k in parent.keys()]
+            if not parent_path:
+                siblings += [g for g in loader.list_groups("") if g != "hydra"]
+            problems.append(f"{key}: no such key{did_you_mean(leaf, siblings)} (to add a new key use +{override.input_line})")
+    return problems or [str(error).splitlines()[0]]
+
+
+def _planned_config(overrides: list[str], multirun: bool) -> DictConfig:
+    cfg = compose(CONFIG_NAME, overrides=overrides, return_hydra_config=True)
+    run_dir = cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir
+    with open_dict(cfg):
+        if OmegaConf.is_interpolation(cfg, "run_dir") and "hydra:" in str(OmegaConf.to_container(cfg)["run_dir"]):
+            cfg.run_dir = run_dir
+        del cfg["hydra"]
+    return cfg
+
+
+def check_overrides(overrides: list[str], multirun: bool = False) -> list[str]:
+    """Every problem with the config that ``overrides`` compose to (empty when it is fine)."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        return [f"bad override: {str(e).splitlines()[0]}"]
+    problems: list[str] = []
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        for job in _job_override_sets(parsed, multirun):
+            try:
+                cfg = _planned_config(job, multirun)
+            except HydraException as e:
+                new = _diagnose(job, e)
+            else:
+                new = validate(cfg)
+            problems += [p for p in new if p not in problems]
+    return problems

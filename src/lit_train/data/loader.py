@@ -1,0 +1,94 @@
+"""A batch loader over in-memory tensors that costs almost nothing per batch."""
+
+from collections.abc import Iterator
+
+import torch
+import torch.distributed as dist
+
+
+class EpochShuffle:
+    """The order of one epoch: a permutation seeded by ``(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch` before every epoch (as it does for a
+    ``DistributedSampler``), so an epoch's order depends on its number alone,
+    never on how many epochs ran in this process.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def permutation(self, n: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(n, generator=generator)
+
+
+class TensorLoader:
+    """Yields tuples of batch slices from equally long tensors.
+
+    A drop-in for ``DataLoader(TensorDataset(...))`` when the data already sits
+    in memory: one index (or slice) per batch instead of one per sample and a
+    collate. Under ``torch.distributed`` each rank takes every ``world_size``-th
+    sample of the epoch's order, trimmed so all ranks see the same number of
+    batches.
+
+    Args:
+        tensors: Tensors indexed along their first dimension.
+        batch_size: Samples per batch.
+        shuffle: Draw a new seeded order every epoch.
+        drop_last: Drop the final incomplete batch.
+        seed: Seed of the shuffle.
+
+    Example::
+
+        >>> loader = TensorLoader(torch.arange(10), batch_size=4)
+        >>> [b[0].tolist() for b in loader]
+        [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    """
+
+    def __init__(
+        self, *tensors: torch.Tensor, batch_size: int, shuffle: bool = False, drop_last: bool = False, seed: int = 0
+    ) -> None:
+        if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
+            raise ValueError("TensorLoader needs at least one tensor, all of the same length")
+        if batch_size < 1:
+            raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        # Lightning looks for DataLoader's `sampler`/`batch_sampler` to call set_epoch.
+        self.sampler = EpochShuffle(seed)
+        self.batch_sampler = None
+
+    @staticmethod
+    def _rank_and_world() -> tuple[int, int]:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def _num_samples(self) -> int:
+        _, world = self._rank_and_world()
+        return len(self.tensors[0]) // world if world > 1 else len(self.tensors[0])
+
+    def __len__(self) -> int:
+        n = self._num_samples()
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        rank, world = self._rank_and_world()
+        n_total = len(self.tensors[0])
+        if not self.shuffle and world == 1:
+            # Contiguous slices are views: no copy at all.
+            for start in range(0, len(self) * self.batch_size, self.batch_size):
+                yield tuple(t[start : start + self.batch_size] for t in self.tensors)
+            return
+        order = self.sampler.permutation(n_total) if self.shuffle else torch.arange(n_total)
+        if world > 1:
+            order = order[rank : self._num_samples() * world : world]
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield tuple(t[index] for t in self.tensors)

@@ -1,0 +1,108 @@
+"""Optimizer and LR-scheduler wiring for any LightningModule.
+
+The config layer turns the ``optimizer`` and ``scheduler`` groups into an
+:class:`Optimization`; :func:`attach_optimizers` gives a module that has no
+``configure_optimizers`` of its own one that builds them.
+"""
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import lightning.pytorch as L
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from torch import nn
+from torch.optim import Optimizer
+
+_NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+if hasattr(nn, "RMSNorm"):
+    _NORM_LAYERS += (nn.RMSNorm,)
+
+
+def param_groups(module: nn.Module, weight_decay: float, decay_norm_and_bias: bool = False) -> list[dict[str, Any]]:
+    """Splits trainable parameters into a decayed and an undecayed group.
+
+    Biases, normalization weights and other parameters with fewer than two
+    dimensions get no weight decay unless ``decay_norm_and_bias``: decaying them
+    only pulls scales and offsets toward zero without regularizing anything.
+
+    Example::
+
+        >>> groups = param_groups(nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2)), weight_decay=0.1)
+        >>> [(len(g["params"]), g["weight_decay"]) for g in groups]
+        [(1, 0.1), (3, 0.0)]
+    """
+    decay, no_decay = [], []
+    for layer in module.modules():
+        for param in layer.parameters(recurse=False):
+            if not param.requires_grad:
+                continue
+            exempt = isinstance(layer, _NORM_LAYERS) or param.ndim < 2
+            (no_decay if exempt and not decay_norm_and_bias else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
+@dataclass(frozen=True)
+class Optimization:
+    """How to build a module's optimizer and LR scheduler.
+
+    Attributes:
+        optimizer: ``params -> Optimizer``, e.g. ``functools.partial(torch.optim.AdamW, lr=1e-3)``.
+        scheduler: ``optimizer -> LRScheduler`` (or ``None``); its length argument is filled in.
+        interval: ``step`` or ``epoch``: when Lightning steps the scheduler.
+        frequency: Step the scheduler every this many intervals.
+        monitor: Metric a plateau scheduler steps on.
+        length_arg: The scheduler argument that receives the run's length, if any.
+        decay_norm_and_bias: Apply weight decay to biases and normalization weights too.
+    """
+
+    optimizer: Callable[..., Optimizer]
+    scheduler: Callable[..., Any] | None = None
+    interval: str = "epoch"
+    frequency: int = 1
+    monitor: str | None = None
+    length_arg: str | None = None
+    decay_norm_and_bias: bool = False
+
+    def run_length(self, trainer: "L.Trainer") -> int:
+        """The run's length in scheduler intervals: optimizer steps or epochs."""
+        if self.interval == "step":
+            return int(trainer.estimated_stepping_batches)
+        return int(trainer.max_epochs)
+
+    def configure(self, module: L.LightningModule) -> Any:
+        """Builds the optimizer (and scheduler) for ``module``, in Lightning's return format."""
+        keywords = getattr(self.optimizer, "keywords", {})
+        optimizer = self.optimizer(param_groups(module, keywords.get("weight_decay", 0.0), self.decay_norm_and_bias))
+        if self.scheduler is None:
+            return optimizer
+        kwargs = {}
+        if self.length_arg and self.length_arg not in getattr(self.scheduler, "keywords", {}):
+            kwargs[self.length_arg] = self.run_length(module.trainer)
+        config = {"scheduler": self.scheduler(optimizer, **kwargs), "interval": self.interval, "frequency": self.frequency}
+        if self.monitor is not None:
+            config["monitor"] = self.monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def attach_optimizers(module: L.LightningModule, optimization: Optimization) -> bool:
+    """Gives ``module`` a ``configure_optimizers`` built from ``optimization``, unless it has its own.
+
+    Returns:
+        Whether it was attached (``False`` when the module defines ``configure_optimizers``).
+
+    Example::
+
+        >>> from lit_train.modules import Regressor
+        >>> import torch
+        >>> module = Regressor(nn.Linear(1, 1))
+        >>> attach_optimizers(module, Optimization(functools.partial(torch.optim.SGD, lr=0.1)))
+        True
+    """
+    if is_overridden("configure_optimizers", module, L.LightningModule):
+        return False
+    # A partial (not a lambda) keeps the module picklable for spawn-based strategies.
+    module.configure_optimizers = functools.partial(optimization.configure, module)
+    return True

@@ -1,0 +1,149 @@
+"""Turns a validated config into data, module, callbacks, logger and Trainer, and runs them.
+
+This is the only module besides the CLI that reads the config; everything it
+builds (networks, LightningModules, data modules, callbacks) is plain Python.
+"""
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, ProgressBar
+from omegaconf import DictConfig, OmegaConf
+
+from lit_train.optim import Optimization, attach_optimizers
+from lit_train.registry import HYDRA_KEYS, OPTIMIZER_KEYS, SCHEDULER_KEYS, SCHEDULERS
+from lit_train.summary import format_summary, to_number, write_json_atomic
+
+LAST_CHECKPOINT = "last.ckpt"
+
+
+def build_optimization(optimizer_cfg: DictConfig, scheduler_cfg: DictConfig) -> Optimization:
+    """Splits the ``optimizer``/``scheduler`` groups into constructor partials and lit_train's own keys."""
+    optimizer = OmegaConf.to_container(optimizer_cfg, resolve=True)
+    scheduler = OmegaConf.to_container(scheduler_cfg, resolve=True)
+    own_optimizer = {key: optimizer.pop(key) for key in OPTIMIZER_KEYS & optimizer.keys()}
+    own_scheduler = {key: scheduler.pop(key) for key in SCHEDULER_KEYS & scheduler.keys()}
+    target = scheduler.get("_target_")
+    spec = SCHEDULERS.get(target)
+    return Optimization(
+        optimizer=instantiate(optimizer),
+        scheduler=instantiate(scheduler) if target is not None else None,
+        interval=own_scheduler.get("interval", "epoch"),
+        frequency=own_scheduler.get("frequency", 1),
+        monitor=own_scheduler.get("monitor"),
+        length_arg=spec.length_arg if spec else None,
+        decay_norm_and_bias=own_optimizer.get("decay_norm_and_bias", False),
+    )
+
+
+def build_callbacks(callbacks_cfg: DictConfig) -> list[Callback]:
+    """One callback per named entry of the ``callbacks`` group; entries set to ``null`` are switched off."""
+    return [instantiate(entry) for entry in callbacks_cfg.values() if entry is not None]
+
+
+def build_logger(logger_cfg: DictConfig) -> Any:
+    """The configured logger, or ``False`` for ``logger=none``."""
+    return instantiate(logger_cfg) if logger_cfg.get("_target_") is not None else False
+
+
+class _SaveOnInterrupt(Callback):
+    """Saves ``last.ckpt`` when the user interrupts training (Ctrl+C), so nothing trained is lost."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            trainer.save_checkpoint(self.path)
+
+
+def _stopped_reason(trainer: L.Trainer) -> str:
+    for callback in trainer.callbacks:
+        reason = getattr(callback, "stopped_reason", None)
+        if reason:
+            return reason
+        if isinstance(callback, EarlyStopping) and callback.stopped_epoch > 0:
+            return "early_stopping"
+    if trainer.interrupted:
+        return "interrupted"
+    if trainer.fast_dev_run:
+        return "fast_dev_run"
+    if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
+        return "max_steps"
+    return "max_epochs"
+
+
+def _summarize(cfg: DictConfig, trainer: L.Trainer, status: str, started: float, test_metrics: dict) -> dict[str, Any]:
+    checkpoint = trainer.checkpoint_callback
+    best_path = getattr(checkpoint, "best_model_path", "") or None
+    best_score = to_number(getattr(checkpoint, "best_model_score", None))
+    run_dir = Path(cfg.run_dir)
+    last = run_dir / "checkpoints" / LAST_CHECKPOINT
+    return {
+        "run_dir": str(run_dir),
+        "status": status,
+        "monitor": cfg.monitor,
+        "mode": cfg.mode,
+        "best_score": best_score,
+        "best_checkpoint": best_path,
+        "last_checkpoint": str(last) if last.exists() else None,
+        "final_monitor_value": to_number(trainer.callback_metrics.get(cfg.monitor)),
+        "test_metrics": test_metrics,
+        "stopped_reason": _stopped_reason(trainer) if status != "failed" else "error",
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "global_step": trainer.global_step,
+        "epoch": trainer.current_epoch,
+        "seed": cfg.seed,
+    }
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Trains and/or tests as ``cfg`` says and writes ``summary.json`` into ``cfg.run_dir``.
+
+    Returns:
+        The best value of ``cfg.monitor`` (the last one if nothing checkpointed
+        the best), for sweepers to optimize; ``None`` if it was never logged.
+    """
+    started = time.perf_counter()
+    run_dir = Path(cfg.run_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    module = instantiate(cfg.model)
+    attach_optimizers(module, build_optimization(cfg.optimizer, cfg.scheduler))
+    last_path = run_dir / "checkpoints" / LAST_CHECKPOINT
+    callbacks = [*build_callbacks(cfg.callbacks), _SaveOnInterrupt(last_path)]
+    logger = build_logger(cfg.logger)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=logger,
+        default_root_dir=str(run_dir),
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
+    )
+    if logger:
+        trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    status, test_metrics = "failed", {}
+    try:
+        if cfg.train:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+            # Whatever the callbacks did, the final state is always kept as last.ckpt.
+            trainer.save_checkpoint(last_path)
+        if cfg.test:
+            best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+            ckpt = ("best" if best else None) if cfg.train else cfg.ckpt_path
+            results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
+            test_metrics = {name: to_number(value) for name, value in (results[0] if results else {}).items()}
+        status = "completed"
+    finally:
+        if trainer.interrupted:
+            status = "interrupted"
+        summary = _summarize(cfg, trainer, status, started, test_metrics)
+        if trainer.is_global_zero:
+            write_json_atomic(run_dir / "summary.json", summary)
+            print(format_summary(summary))
+    return summary["best_score"] if summary["best_score"] is not None else summary["final_monitor_value"]

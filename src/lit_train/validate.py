@@ -1,0 +1,339 @@
+"""Validation of a composed config, before torch or Lightning is imported.
+
+:func:`validate` returns every problem at once, one line each, naming the
+config path, the bad value and what is allowed, so a bad command fails in well
+under a second instead of minutes into a run.
+"""
+
+import difflib
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from lit_train.registry import HYDRA_KEYS, MODULES, OPTIMIZER_KEYS, OPTIMIZERS, SCHEDULER_KEYS, SCHEDULERS
+from lit_train.rules import Flag, ListOf, Number, OneOf, Text, Union
+
+_BAD = object()  # stands for a value that could not be resolved (already reported)
+
+_FRACTION = Number(0, 1, high_open=True)
+_POSITIVE = Number(0, low_open=True)
+_NON_NEGATIVE = Number(0)
+_COUNT = Number(1, integer=True)
+
+ROOT_RULES = {
+    "seed": Number(integer=True),
+    "deterministic": Union((Flag(), OneOf(("warn",)))),
+    "train": Flag(),
+    "test": Flag(),
+    "ckpt_path": Text(nullable=True),
+    "monitor": Text(),
+    "mode": OneOf(("max", "min")),
+    "run_dir": Text(),
+    "verbose": Flag(),
+}
+GROUP_RULES: dict[str, dict[str, Any]] = {
+    "optimizer": {
+        "lr": _POSITIVE,
+        "weight_decay": _NON_NEGATIVE,
+        "momentum": _FRACTION,
+        "dampening": _FRACTION,
+        "alpha": Number(0, 1, low_open=True),
+        "eps": _POSITIVE,
+        "betas": ListOf(_FRACTION, lengths=(2, 3)),
+        "nesterov": Flag(),
+        "amsgrad": Flag(),
+        "lr_decay": _NON_NEGATIVE,
+        "initial_accumulator_value": _NON_NEGATIVE,
+        "decay_norm_and_bias": Flag(),
+    },
+    "scheduler": {
+        "interval": OneOf(("epoch", "step")),
+        "frequency": _COUNT,
+        "monitor": Text(),
+        "step_size": _COUNT,
+        "gamma": _POSITIVE,
+        "milestones": ListOf(Number(0, integer=True), increasing=True),
+        "T_max": _COUNT,
+        "T_0": _COUNT,
+        "T_mult": _COUNT,
+        "eta_min": _NON_NEGATIVE,
+        "mode": OneOf(("exp_range", "max", "min", "triangular", "triangular2")),
+        "factor": Number(0, 1, low_open=True, high_open=True),
+        "patience": Number(0, integer=True),
+        "threshold": _NON_NEGATIVE,
+        "cooldown": Number(0, integer=True),
+        "min_lr": _NON_NEGATIVE,
+        "max_lr": _POSITIVE,
+        "base_lr": _POSITIVE,
+        "total_steps": _COUNT,
+        "pct_start": Number(0, 1, low_open=True, high_open=True),
+        "anneal_strategy": OneOf(("cos", "linear")),
+        "div_factor": _POSITIVE,
+        "final_div_factor": _POSITIVE,
+        "step_size_up": _COUNT,
+        "step_size_down": Number(1, integer=True, nullable=True),
+        "cycle_momentum": Flag(),
+        "start_factor": Number(0, 1),
+        "end_factor": Number(0, 1),
+        "total_iters": _COUNT,
+        "warmup_ratio": Number(0, 1, high_open=True, nullable=True),
+        "warmup_steps": Number(0, integer=True, nullable=True),
+        "eta_min_ratio": Number(0, 1),
+    },
+    "data": {
+        "batch_size": _COUNT,
+        "val_fraction": _FRACTION,
+        "test_fraction": _FRACTION,
+        "num_samples": _COUNT,
+        "noise": _NON_NEGATIVE,
+        "num_features": _COUNT,
+        "num_classes": Number(2, integer=True),
+        "vocab_size": _COUNT,
+        "block_size": _COUNT,
+        "seed": Number(integer=True),
+    },
+    "model.net": {
+        "hidden": ListOf(_COUNT),
+        "channels": ListOf(_COUNT),
+        "activation": OneOf(("gelu", "relu", "sigmoid", "silu", "tanh")),
+        "dropout": _FRACTION,
+        "init": OneOf(("default", "he", "xavier")),
+        "n_layer": _COUNT,
+        "n_head": _COUNT,
+        "n_embd": _COUNT,
+    },
+    "trainer": {
+        "max_epochs": Number(1, integer=True, nullable=True, also=(-1,)),
+        "max_steps": Number(1, integer=True, also=(-1,)),
+        "accumulate_grad_batches": _COUNT,
+        "gradient_clip_val": Number(0, nullable=True),
+        "gradient_clip_algorithm": OneOf(("norm", "value"), nullable=True),
+        "precision": OneOf(
+            ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "64", "32", "16", "bf16", 64, 32, 16),
+        ),
+        "num_nodes": _COUNT,
+        "check_val_every_n_epoch": Number(1, integer=True, nullable=True),
+        "log_every_n_steps": _COUNT,
+        "fast_dev_run": Union((Flag(), Number(0, integer=True))),
+        "overfit_batches": _NON_NEGATIVE,
+        "limit_train_batches": Number(0, nullable=True),
+        "limit_val_batches": Number(0, nullable=True),
+        "limit_test_batches": Number(0, nullable=True),
+        "detect_anomaly": Flag(),
+        "profiler": OneOf(("advanced", "pytorch", "simple"), nullable=True),
+    },
+}
+#: Strategies that need a package beyond lit_train's own dependencies.
+STRATEGY_PACKAGES = {"deepspeed": "deepspeed"}
+#: Loggers and the package each needs.
+LOGGER_PACKAGES = {
+    "lightning.pytorch.loggers.TensorBoardLogger": "tensorboard",
+    "lightning.pytorch.loggers.MLFlowLogger": "mlflow",
+    "lightning.pytorch.loggers.WandbLogger": "wandb",
+}
+REQUIRED_GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks")
+
+
+def did_you_mean(word: str, options: Any) -> str:
+    """``"; did you mean 'x'?"`` for the closest option, or ``""`` if none is close."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _plain(node: Any, path: str, problems: list[str]) -> Any:
+    """Resolves ``node`` into plain Python, reporting each missing or unresolvable value."""
+    if isinstance(node, DictConfig):
+        out = {}
+        for key in node.keys():
+            child = f"{path}.{key}" if path else str(key)
+            try:
+                value = node[key]
+            except MissingMandatoryValue:
+                problems.append(f"{child}: missing a required value (set {child}=...)")
+                value = _BAD
+            except OmegaConfBaseException as e:
+                reference = OmegaConf.to_container(node, resolve=False)[key]
+                problems.append(f"{child}: cannot resolve {reference!r}: {str(e).splitlines()[0]}")
+                value = _BAD
+            out[key] = value if value is _BAD else _plain(value, child, problems)
+        return out
+    if isinstance(node, ListConfig):
+        return [_plain(node[i], f"{path}[{i}]", problems) for i in range(len(node))]
+    return node
+
+
+def _check_rules(values: dict, rules: dict, path: str, problems: list[str]) -> None:
+    for key, rule in rules.items():
+        if key in values and values[key] is not _BAD and (reason := rule.check(values[key])):
+            problems.append(f"{path}{key}: {reason}, got {values[key]!r}")
+
+
+def _check_arguments(node: dict, group: str, allowed: frozenset[str], own: frozenset[str], problems: list[str]) -> None:
+    target = node.get("_target_")
+    for key in node:
+        if key not in allowed and key not in own and key not in HYDRA_KEYS:
+            problems.append(f"{group}.{key}: not an argument of {target}{did_you_mean(key, sorted(allowed | own))}")
+
+
+def _run_length_known(trainer: dict) -> bool:
+    return trainer.get("max_steps", -1) not in (-1, None) or trainer.get("max_epochs") not in (-1, None)
+
+
+def _check_optimizer(optimizer: dict, problems: list[str]) -> None:
+    target = optimizer.get("_target_")
+    if optimizer.get("_partial_") is not True:
+        problems.append("optimizer._partial_: must be true (lit_train passes the parameters later), got "
+                        f"{optimizer.get('_partial_')!r}")
+    if target in OPTIMIZERS:
+        _check_arguments(optimizer, "optimizer", OPTIMIZERS[target].params, OPTIMIZER_KEYS, problems)
+    if optimizer.get("nesterov") is True and not optimizer.get("momentum"):
+        problems.append("optimizer.nesterov: Nesterov needs optimizer.momentum > 0, got "
+                        f"momentum={optimizer.get('momentum')!r}")
+
+
+def _check_scheduler(scheduler: dict, cfg: dict, logged: list[str] | None, problems: list[str]) -> None:
+    target = scheduler.get("_target_")
+    if target is None:
+        return
+    spec = SCHEDULERS.get(target)
+    if spec is None:
+        return
+    _check_arguments(scheduler, "scheduler", spec.params, SCHEDULER_KEYS, problems)
+    trainer = cfg.get("trainer", {})
+    if spec.length_arg and spec.length_arg not in scheduler:
+        if scheduler.get("interval", "epoch") == "epoch" and trainer.get("max_epochs") in (-1, None):
+            problems.append(f"scheduler: {target} with interval=epoch needs a finite trainer.max_epochs, "
+                            f"got {trainer.get('max_epochs')!r}")
+        elif not _run_length_known(trainer):
+            problems.append(f"scheduler: {target} needs a finite run; set trainer.max_epochs or trainer.max_steps")
+    if spec.needs_monitor:
+        monitor = scheduler.get("monitor")
+        if not monitor:
+            problems.append(f"scheduler.monitor: {target} steps on a metric; set scheduler.monitor (e.g. val/loss)")
+        elif logged is not None and monitor not in logged:
+            problems.append(f"scheduler.monitor: {monitor!r} is never logged by the model{did_you_mean(monitor, logged)}"
+                            f" (it logs {', '.join(logged)})")
+    warmup = scheduler.get("warmup_steps")
+    max_steps = trainer.get("max_steps", -1)
+    if isinstance(warmup, int) and isinstance(max_steps, int) and max_steps > 0 and warmup >= max_steps:
+        problems.append(f"scheduler.warmup_steps: the warmup ({warmup}) must be shorter than the run "
+                        f"(trainer.max_steps={max_steps})")
+    base, top = scheduler.get("base_lr"), scheduler.get("max_lr")
+    if "CyclicLR" in target and all(isinstance(v, (int, float)) for v in (base, top)) and base >= top:
+        problems.append(f"scheduler.base_lr: must be below scheduler.max_lr ({top}), got {base}")
+
+
+def _data_task(data: dict) -> str:
+    if "vocab_size" in data:
+        return "language_model"
+    return "classification" if "num_classes" in data else "regression"
+
+
+def _check_model(cfg: dict, problems: list[str]) -> list[str] | None:
+    """Checks model/data compatibility; returns the metrics the model logs, if lit_train knows the model."""
+    model, data = cfg.get("model", {}), cfg.get("data", {})
+    net = model.get("net")
+    if isinstance(net, dict):
+        _check_rules(net, GROUP_RULES["model.net"], "model.net.", problems)
+        heads, width = net.get("n_head"), net.get("n_embd")
+        if isinstance(heads, int) and isinstance(width, int) and heads > 0 and width % heads:
+            problems.append(f"model.net.n_head: must divide model.net.n_embd ({width}), got {heads}")
+    spec = MODULES.get(model.get("_target_"))
+    if spec is None:
+        return None
+    data_target = str(data.get("_target_", ""))
+    if data_target.startswith("lit_train.data.") and _data_task(data) != spec.task:
+        problems.append(f"model: {model['_target_']} is for {spec.task} but data ({data_target}) is "
+                        f"{_data_task(data)} data; pick a matching model or data option")
+    return spec.logged()
+
+
+def _check_monitors(cfg: dict, logged: list[str] | None, problems: list[str]) -> None:
+    where = [("monitor", cfg.get("monitor"))]
+    for name, entry in (cfg.get("callbacks") or {}).items():
+        if isinstance(entry, dict) and "monitor" in entry:
+            where.append((f"callbacks.{name}.monitor", entry["monitor"]))
+    for path, metric in where:
+        if logged is not None and isinstance(metric, str) and metric not in logged:
+            problems.append(f"{path}: {metric!r} is never logged by the model{did_you_mean(metric, logged)} "
+                            f"(it logs {', '.join(logged)})")
+
+
+def _check_callbacks(callbacks: Any, problems: list[str]) -> None:
+    if not isinstance(callbacks, dict):
+        problems.append(f"callbacks: must be a mapping of name -> callback config, got {callbacks!r}")
+        return
+    for name, entry in callbacks.items():
+        if entry is not None and not (isinstance(entry, dict) and isinstance(entry.get("_target_"), str)):
+            problems.append(f"callbacks.{name}: must be a callback config with a _target_ (or null to switch it off), "
+                            f"got {entry!r}")
+
+
+def _check_packages(cfg: dict, problems: list[str]) -> None:
+    strategy = str(cfg.get("trainer", {}).get("strategy", ""))
+    for prefix, package in STRATEGY_PACKAGES.items():
+        if strategy.startswith(prefix) and importlib.util.find_spec(package) is None:
+            problems.append(f"trainer.strategy: {strategy!r} needs the {package} package (pip install {package})")
+    logger = cfg.get("logger", {}).get("_target_")
+    package = LOGGER_PACKAGES.get(logger)
+    if package and importlib.util.find_spec(package) is None:
+        problems.append(f"logger: {logger} needs the {package} package (pip install {package}, "
+                        "or lit-train[loggers])")
+
+
+def _check_paths(cfg: dict, problems: list[str]) -> None:
+    ckpt = cfg.get("ckpt_path")
+    if isinstance(ckpt, str) and not Path(ckpt).is_file():
+        problems.append(f"ckpt_path: no checkpoint file at {ckpt!r}")
+    if cfg.get("test") is True and cfg.get("train") is False and ckpt is None:
+        problems.append("ckpt_path: test=true with train=false needs the checkpoint to test (ckpt_path=...)")
+    if cfg.get("train") is False and cfg.get("test") is False:
+        problems.append("train: nothing to do with train=false and test=false")
+    data_path = cfg.get("data", {}).get("path")
+    if isinstance(data_path, str) and not Path(data_path).is_file():
+        problems.append(f"data.path: no such file {data_path!r}")
+    run_dir = cfg.get("run_dir")
+    if isinstance(run_dir, str):
+        existing = Path(os.path.abspath(run_dir))
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            problems.append(f"run_dir: cannot write under {str(existing)!r} (for {run_dir!r}); "
+                            "choose another with hydra.run.dir=...")
+
+
+def validate(cfg: DictConfig) -> list[str]:
+    """Returns every problem of a composed lit_train config (empty when it is fine).
+
+    Example::
+
+        >>> from omegaconf import OmegaConf
+        >>> validate(OmegaConf.create({"seed": -1.5}))[0]
+        'seed: must be an integer, got -1.5'
+    """
+    problems: list[str] = []
+    plain = _plain(cfg, "", problems)
+    _check_rules(plain, ROOT_RULES, "", problems)
+    present = [g for g in REQUIRED_GROUPS if g in plain]
+    for group in present:
+        if not isinstance(plain[group], dict) and plain[group] is not _BAD:
+            problems.append(f"{group}: must be a config mapping, got {plain[group]!r}")
+            return problems
+    for group in ("data", "optimizer", "scheduler", "trainer"):
+        if group in plain:
+            _check_rules(plain[group], GROUP_RULES[group], f"{group}.", problems)
+    if "optimizer" in plain:
+        _check_optimizer(plain["optimizer"], problems)
+    logged = _check_model(plain, problems) if "model" in plain else None
+    if "scheduler" in plain:
+        _check_scheduler(plain["scheduler"], plain, logged, problems)
+    if "callbacks" in plain:
+        _check_callbacks(plain["callbacks"], problems)
+    _check_monitors(plain, logged, problems)
+    _check_packages(plain, problems)
+    _check_paths(plain, problems)
+    return problems
