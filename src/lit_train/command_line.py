@@ -90,7 +90,13 @@ def _diagnose(overrides: list[str], error: HydraException) -> list[str]:
             if not parent_path:
                 siblings += [g for g in loader.list_groups("") if g != "hydra"]
             problems.append(f"{key}: no such key{did_you_mean(leaf, siblings)} (to add a new key use +{override.input_line})")
-    return problems or [str(error).splitlines()[0]]
+    return problems or [_one_line(error)]
+
+
+def _one_line(error: Exception) -> str:
+    """Hydra's multi-line message on one line, without OmegaConf's key/type trailer."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    return " ".join(line for line in lines if line and not line.startswith(("full_key:", "object_type=")))
 
 
 def _planned_config(overrides: list[str], multirun: bool) -> DictConfig:

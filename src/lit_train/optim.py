@@ -33,11 +33,13 @@ def param_groups(module: nn.Module, weight_decay: float, decay_norm_and_bias: bo
         >>> [(len(g["params"]), g["weight_decay"]) for g in groups]
         [(1, 0.1), (3, 0.0)]
     """
-    decay, no_decay = [], []
+    decay, no_decay, seen = [], [], set()
     for layer in module.modules():
         for param in layer.parameters(recurse=False):
-            if not param.requires_grad:
+            # Tied weights (e.g. a GPT's embedding and output head) belong to one group once.
+            if not param.requires_grad or id(param) in seen:
                 continue
+            seen.add(id(param))
             exempt = isinstance(layer, _NORM_LAYERS) or param.ndim < 2
             (no_decay if exempt and not decay_norm_and_bias else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -25,8 +25,8 @@ class Number:
     nullable: bool = False
     also: tuple[Any, ...] = ()
 
-    def describe(self) -> str:
-        kind = "an integer" if self.integer else "a number"
+    def describe(self, plural: bool = False) -> str:
+        kind = ("integers" if plural else "an integer") if self.integer else ("numbers" if plural else "a number")
         if self.low is not None and self.high is not None:
             left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
             bounds = f" in {left}{self.low:g}, {self.high:g}{right}"
@@ -97,7 +97,7 @@ class ListOf:
     increasing: bool = False
 
     def check(self, value: Any) -> str | None:
-        what = f"a list of {self.item.describe()}s"
+        what = f"a list of {self.item.describe(plural=True)}"
         if self.lengths:
             what = f"a list of {' or '.join(map(str, self.lengths))} values, each {self.item.describe()}"
         if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):

@@ -4,13 +4,14 @@ This is the only module besides the CLI that reads the config; everything it
 builds (networks, LightningModules, data modules, callbacks) is plain Python.
 """
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from lit_train.optim import Optimization, attach_optimizers
@@ -29,8 +30,8 @@ def build_optimization(optimizer_cfg: DictConfig, scheduler_cfg: DictConfig) -> 
     target = scheduler.get("_target_")
     spec = SCHEDULERS.get(target)
     return Optimization(
-        optimizer=instantiate(optimizer),
-        scheduler=instantiate(scheduler) if target is not None else None,
+        optimizer=instantiate(optimizer, _convert_="all"),
+        scheduler=instantiate(scheduler, _convert_="all") if target is not None else None,
         interval=own_scheduler.get("interval", "epoch"),
         frequency=own_scheduler.get("frequency", 1),
         monitor=own_scheduler.get("monitor"),
@@ -41,12 +42,18 @@ def build_optimization(optimizer_cfg: DictConfig, scheduler_cfg: DictConfig) -> 
 
 def build_callbacks(callbacks_cfg: DictConfig) -> list[Callback]:
     """One callback per named entry of the ``callbacks`` group; entries set to ``null`` are switched off."""
-    return [instantiate(entry) for entry in callbacks_cfg.values() if entry is not None]
+    return [instantiate(entry, _convert_="all") for entry in callbacks_cfg.values() if entry is not None]
 
 
 def build_logger(logger_cfg: DictConfig) -> Any:
     """The configured logger, or ``False`` for ``logger=none``."""
-    return instantiate(logger_cfg) if logger_cfg.get("_target_") is not None else False
+    target = logger_cfg.get("_target_")
+    if target is None:
+        return False
+    if target.endswith("MLFlowLogger") and str(logger_cfg.get("tracking_uri", "")).startswith("file:"):
+        # MLflow 3 refuses its file store unless asked; a local file store is what logger=mlflow promises.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return instantiate(logger_cfg, _convert_="all")
 
 
 class _SaveOnInterrupt(Callback):
@@ -110,12 +117,15 @@ def run(cfg: DictConfig) -> float | None:
     started = time.perf_counter()
     run_dir = Path(cfg.run_dir)
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
-    module = instantiate(cfg.model)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    module = instantiate(cfg.model, _convert_="all")
     attach_optimizers(module, build_optimization(cfg.optimizer, cfg.scheduler))
     last_path = run_dir / "checkpoints" / LAST_CHECKPOINT
-    callbacks = [*build_callbacks(cfg.callbacks), _SaveOnInterrupt(last_path)]
     logger = build_logger(cfg.logger)
+    callbacks = [*build_callbacks(cfg.callbacks), _SaveOnInterrupt(last_path)]
+    if not logger and any(isinstance(c, LearningRateMonitor) for c in callbacks):
+        print("lit_train: callbacks.lr_monitor is off, as logger=none gives it nowhere to log")
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=callbacks,

@@ -97,7 +97,7 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
         "seed": Number(integer=True),
     },
     "model.net": {
-        "hidden": ListOf(_COUNT),
+        "hidden": Union((ListOf(_COUNT), _COUNT)),
         "channels": ListOf(_COUNT),
         "activation": OneOf(("gelu", "relu", "sigmoid", "silu", "tanh")),
         "dropout": _FRACTION,
@@ -285,6 +285,16 @@ def _check_packages(cfg: dict, problems: list[str]) -> None:
                         "or lit-train[loggers])")
 
 
+def _check_targets(cfg: dict, problems: list[str]) -> None:
+    """Every ``_target_``'s top-level package must be importable (checked without importing it)."""
+    nodes = [(group, cfg.get(group)) for group in ("data", "model", "optimizer", "scheduler", "trainer", "logger")]
+    nodes += [(f"callbacks.{name}", entry) for name, entry in (cfg.get("callbacks") or {}).items()]
+    for path, node in nodes:
+        target = node.get("_target_") if isinstance(node, dict) else None
+        if isinstance(target, str) and importlib.util.find_spec(target.split(".")[0]) is None:
+            problems.append(f"{path}._target_: cannot import {target!r}: no module named {target.split('.')[0]!r}")
+
+
 def _check_paths(cfg: dict, problems: list[str]) -> None:
     ckpt = cfg.get("ckpt_path")
     if isinstance(ckpt, str) and not Path(ckpt).is_file():
@@ -335,5 +345,6 @@ def validate(cfg: DictConfig) -> list[str]:
         _check_callbacks(plain["callbacks"], problems)
     _check_monitors(plain, logged, problems)
     _check_packages(plain, problems)
+    _check_targets(plain, problems)
     _check_paths(plain, problems)
     return problems

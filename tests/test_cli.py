@@ -1,0 +1,128 @@
+"""End-to-end: the real CLI in a subprocess on tiny data."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from support import FAST, ROOT, read_summary, run_cli
+
+SUMMARY_KEYS = {
+    "run_dir", "status", "monitor", "mode", "best_score", "best_checkpoint", "test_metrics",
+    "stopped_reason", "wall_time_s", "global_step",
+}
+
+
+@pytest.mark.slow
+def test_default_job_reaches_95_percent_on_digits(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = read_summary(run_dir)
+    assert SUMMARY_KEYS <= summary.keys()
+    assert summary["status"] == "completed"
+    assert summary["test_metrics"]["test/acc"] >= 0.95
+    assert summary["stopped_reason"] == "max_epochs"
+    assert Path(summary["best_checkpoint"]).is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert "Epoch 19: 100%" in result.stderr + result.stdout  # Lightning's progress bar
+    assert "lit_train: completed after" in result.stdout
+    assert summary["wall_time_s"] < 60
+
+
+def test_fast_dev_run_writes_a_summary(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("debug=fast_dev_run", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed"
+    assert summary["stopped_reason"] == "fast_dev_run"
+    assert summary["best_checkpoint"] is None
+    assert summary["global_step"] == 1
+    assert "test/acc" in summary["test_metrics"]
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_bad_config_exits_2_with_one_line_per_problem_and_writes_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("optimizer=adamx", "optimizer.lr=-1", "data.batch_size=0", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: optimizer: unknown option 'adamx'; did you mean 'adam'?")
+    assert lines[-1] == "lit_train: 1 config problem(s); nothing was run."
+    assert "Traceback" not in result.stderr
+    assert not run_dir.exists()
+    assert list(tmp_path.iterdir()) == []
+
+    result = run_cli("optimizer.lr=-1", "data.batch_size=0", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[:2] == [
+        "error: data.batch_size: must be an integer >= 1, got 0",
+        "error: optimizer.lr: must be a number > 0, got -1",
+    ]
+    assert not run_dir.exists()
+
+
+def test_help_lists_groups_and_options(tmp_path):
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for text in ("optimizer: adagrad, adam, adamw, lamb", "scheduler: cosine", "model: cnn, gpt, mlp, regressor", "Usage"):
+        assert text in result.stdout
+
+
+def test_help_and_bad_config_are_faster_than_importing_torch(tmp_path):
+    """Validation must not import torch: compare wall times in the same environment."""
+    import subprocess
+    import sys
+
+    def best_of(command, n=3):
+        times = []
+        for _ in range(n):
+            start = time.perf_counter()
+            subprocess.run(command, cwd=tmp_path, capture_output=True)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    torch_time = best_of([sys.executable, "-c", "import torch"])
+    help_time = best_of([sys.executable, "-m", "lit_train", "--help"])
+    bad_time = best_of([sys.executable, "-m", "lit_train", "optimizer.lr=-1"])
+    assert help_time < torch_time and bad_time < torch_time, (help_time, bad_time, torch_time)
+
+
+@pytest.mark.slow
+def test_multirun_runs_each_job_in_its_own_directory(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli("-m", "optimizer=sgd,adam,adamw", "trainer.max_epochs=2", f"hydra.sweep.dir={sweep_dir}",
+                     "callbacks.progress_bar=null", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = [read_summary(sweep_dir / str(i)) for i in range(3)]
+    assert all(s["status"] == "completed" and s["global_step"] == 40 for s in summaries)
+    overrides = [(sweep_dir / str(i) / ".hydra" / "overrides.yaml").read_text() for i in range(3)]
+    assert ["optimizer=sgd" in o for o in overrides] == [True, False, False]
+
+
+def test_plus_callbacks_adds_early_stopping(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("+callbacks=early_stopping", "callbacks.early_stopping.patience=0", "trainer.max_epochs=5",
+                     "trainer.limit_train_batches=2", "test=false", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "early_stopping:" in config and "model_checkpoint:" in config
+
+
+BYO = ["data._target_=byo_models.BlobsDataModule", *FAST, "trainer.limit_val_batches=2"]
+
+
+@pytest.mark.parametrize("module", ["NoOptimizerModule", "OwnOptimizerModule"])
+def test_bring_your_own_module_and_data(module, tmp_path):
+    run_dir = tmp_path / "run"
+    env = {"PYTHONPATH": str(ROOT / "tests" / "byo")}
+    result = run_cli(f"model._target_=byo_models.{module}", *BYO, "optimizer=sgd", "optimizer.lr=0.5",
+                     "scheduler=none", "test=false", f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import torch
+
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    lr = checkpoint["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert lr == (0.5 if module == "NoOptimizerModule" else 0.0123)

@@ -1,0 +1,114 @@
+"""Bad configs give one line per problem naming the key, the bad value and what is allowed."""
+
+import pytest
+from support import compose_config
+
+from lit_train.command_line import check_overrides, expand_callback_additions
+from lit_train.validate import validate
+
+BAD = [
+    (["optimizer.lr=0"], "optimizer.lr: must be a number > 0, got 0"),
+    (["optimizer.lr=-0.1"], "optimizer.lr: must be a number > 0, got -0.1"),
+    (["optimizer.lr=fast"], "optimizer.lr: must be a number > 0, got 'fast'"),
+    (["optimizer.betas=[0.9,1.0]"], "optimizer.betas: must be a list of 2 or 3 values, each a number in [0, 1), got [0.9, 1.0]"),
+    (["optimizer.weight_decay=-1"], "optimizer.weight_decay: must be a number >= 0, got -1"),
+    (["optimizer=momentum", "optimizer.momentum=1.5"], "optimizer.momentum: must be a number in [0, 1), got 1.5"),
+    (["optimizer=sgd", "+optimizer.nesterov=true"], "optimizer.nesterov: Nesterov needs optimizer.momentum > 0, got momentum=None"),
+    (["+optimizer.betta=0.9"], "optimizer.betta: not an argument of torch.optim.AdamW; did you mean 'betas'?"),
+    (["optimizer._partial_=false"], "optimizer._partial_: must be true"),
+    (["data.batch_size=0"], "data.batch_size: must be an integer >= 1, got 0"),
+    (["data.batch_size=1.5"], "data.batch_size: must be an integer >= 1, got 1.5"),
+    (["data.val_fraction=1.2"], "data.val_fraction: must be a number in [0, 1), got 1.2"),
+    (["model.net.activation=relu6"], "model.net.activation: must be one of 'gelu', 'relu', 'sigmoid', 'silu', 'tanh', got 'relu6'"),
+    (["model.net.dropout=1"], "model.net.dropout: must be a number in [0, 1), got 1"),
+    (["model.net.init=kaiming"], "model.net.init: must be one of 'default', 'he', 'xavier', got 'kaiming'"),
+    (["model.net.hidden=[64,0]"], "model.net.hidden: must be a list of integers >= 1"),
+    (["model=gpt", "model.net.n_head=3"], "model.net.n_head: must divide model.net.n_embd (64), got 3"),
+    (["model=regressor"], "model: lit_train.modules.Regressor is for regression but data (lit_train.data.DigitsDataModule) is classification data"),
+    (["data=regression"], "model.num_classes: cannot resolve '${data.num_classes}'"),
+    (["scheduler=plateau", "scheduler.monitor=val/accuracy"], "scheduler.monitor: 'val/accuracy' is never logged by the model; did you mean 'val/acc'?"),
+    (["monitor=val/los"], "monitor: 'val/los' is never logged by the model; did you mean 'val/loss'?"),
+    (["callbacks=[default,early_stopping]", "callbacks.early_stopping.monitor=valid/loss"], "callbacks.early_stopping.monitor: 'valid/loss' is never logged"),
+    (["mode=maximum"], "mode: must be one of 'max', 'min', got 'maximum'"),
+    (["seed=1.5"], "seed: must be an integer, got 1.5"),
+    (["train=yes"], "train: must be true or false, got 'yes'"),
+    (["train=false", "test=false"], "train: nothing to do with train=false and test=false"),
+    (["train=false"], "ckpt_path: test=true with train=false needs the checkpoint to test"),
+    (["ckpt_path=/nonexistent/model.ckpt"], "ckpt_path: no checkpoint file at '/nonexistent/model.ckpt'"),
+    (["scheduler.interval=hourly"], "scheduler.interval: must be one of 'epoch', 'step', got 'hourly'"),
+    (["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size: must be an integer >= 1, got 0"),
+    (["scheduler=step", "scheduler.gamma=0"], "scheduler.gamma: must be a number > 0, got 0"),
+    (["scheduler=multistep", "scheduler.milestones=[15,10]"], "scheduler.milestones: must be a list of integers >= 0, strictly increasing"),
+    (["scheduler=cosine", "trainer.max_epochs=-1"], "scheduler: torch.optim.lr_scheduler.CosineAnnealingLR needs a finite run"),
+    (["scheduler=onecycle", "scheduler.pct_start=1.5"], "scheduler.pct_start: must be a number in (0, 1), got 1.5"),
+    (["scheduler=warmup_cosine", "scheduler.warmup_steps=50", "trainer.max_steps=40"], "scheduler.warmup_steps: the warmup (50) must be shorter than the run (trainer.max_steps=40)"),
+    (["scheduler=warmup_cosine", "scheduler.warmup_ratio=1.0"], "scheduler.warmup_ratio: must be a number in [0, 1) (or null), got 1.0"),
+    (["scheduler=cyclic", "scheduler.base_lr=0.01"], "scheduler.base_lr: must be below scheduler.max_lr (0.001), got 0.01"),
+    (["+scheduler.T_maxx=5"], "scheduler.T_maxx: not an argument of torch.optim.lr_scheduler.CosineAnnealingLR; did you mean 'T_max'?"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs: must be an integer >= 1 (or -1, null), got 0"),
+    (["trainer.precision=bf17"], "trainer.precision: must be one of '64-true'"),
+    (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val: must be a number >= 0 (or null), got -1"),
+    (["trainer.gradient_clip_algorithm=norms"], "trainer.gradient_clip_algorithm: must be one of 'norm', 'value', null, got 'norms'"),
+    (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches: must be an integer >= 1, got 0"),
+    (["model._target_=my_pkg.Model"], "model._target_: cannot import 'my_pkg.Model': no module named 'my_pkg'"),
+    (["+callbacks.extra={foo: 1}"], "callbacks.extra: must be a callback config with a _target_"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), BAD, ids=[" ".join(o) for o, _ in BAD])
+def test_bad_config_is_reported(overrides, expected, tmp_path):
+    problems = check_overrides(overrides + [f"hydra.run.dir={tmp_path / 'run'}"])
+    assert any(p.startswith(expected) for p in problems), problems
+    assert all("\n" not in p for p in problems)
+    assert not (tmp_path / "run").exists()
+
+
+COMPOSE_ERRORS = [
+    (["optimizer=adamx"], "optimizer: unknown option 'adamx'; did you mean 'adam'? (choose from adagrad, adam, adamw, lamb"),
+    (["scheduler=cosin"], "scheduler: unknown option 'cosin'; did you mean 'cosine'?"),
+    (["model=mpl"], "model: unknown option 'mpl'; did you mean 'mlp'?"),
+    (["optimizer.lrr=0.1"], "optimizer.lrr: no such key; did you mean 'lr'? (to add a new key use +optimizer.lrr=0.1)"),
+    (["optimzer=adam"], "optimzer: no such key; did you mean 'optimizer'?"),
+    (["trainer.max_epoch=3"], "trainer.max_epoch: no such key; did you mean 'max_epochs'?"),
+    (["optimizer=="], "bad override:"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), COMPOSE_ERRORS, ids=[" ".join(o) for o, _ in COMPOSE_ERRORS])
+def test_bad_command_line_is_reported(overrides, expected):
+    problems = check_overrides(overrides)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_every_problem_is_reported_at_once():
+    problems = check_overrides(["optimizer.lr=0", "data.batch_size=0", "mode=up"])
+    assert [p.split(":")[0] for p in problems] == ["mode", "data.batch_size", "optimizer.lr"]
+
+
+def test_unknown_group_options_and_keys_are_reported_together():
+    problems = check_overrides(["optimizer=adamx", "scheduler=cosin", "optimizer.lrr=1"])
+    assert [p.split(":")[0] for p in problems] == ["optimizer", "scheduler", "optimizer.lrr"]
+
+
+def test_multirun_checks_every_swept_value():
+    problems = check_overrides(["optimizer=sgd,adamx", "optimizer.lr=0.1,-1"], multirun=True)
+    assert any(p.startswith("optimizer: unknown option 'adamx'") for p in problems)
+    problems = check_overrides(["optimizer=sgd,adam", "optimizer.lr=0.1,-1"], multirun=True)
+    assert problems == ["optimizer.lr: must be a number > 0, got -1"]
+
+
+def test_run_dir_under_a_file_is_reported(tmp_path):
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("not a folder")
+    cfg = compose_config([], run_dir=blocker / "run")
+    assert any(p.startswith("run_dir: cannot write under") for p in validate(cfg))
+
+
+def test_default_config_is_valid(tmp_path):
+    assert validate(compose_config([], run_dir=tmp_path)) == []
+
+
+def test_plus_callbacks_adds_to_the_default_set():
+    assert expand_callback_additions(["+callbacks=early_stopping"]) == ["callbacks=[default,early_stopping]"]
+    assert expand_callback_additions(["callbacks=none", "+callbacks=[a,b]"]) == ["callbacks=[none,a,b]"]
+    assert expand_callback_additions(["seed=1"]) == ["seed=1"]
