@@ -126,3 +126,26 @@ def test_bring_your_own_module_and_data(module, tmp_path):
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     lr = checkpoint["optimizer_states"][0]["param_groups"][0]["lr"]
     assert lr == (0.5 if module == "NoOptimizerModule" else 0.0123)
+
+
+@pytest.mark.slow
+def test_overfit_one_batch_reaches_full_training_accuracy(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("debug=overfit", "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = read_summary(run_dir)
+    assert summary["final_metrics"]["train/acc"] == 1.0
+    assert summary["global_step"] == 100
+
+
+@pytest.mark.slow
+def test_gpt_recipe_learns_characters(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("experiment=gpt_adamw_cosine", "trainer.max_epochs=2", "optimizer.lr=3e-3", "callbacks.progress_bar=null",
+                     f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = read_summary(run_dir)
+    # A uniform guess over 128 ids costs ln(128) = 4.85 nats per character; 50 steps
+    # get to about the text's character frequencies (~3.1 nats).
+    assert summary["best_score"] < 3.3
+    assert summary["monitor"] == "val/loss"

@@ -83,7 +83,9 @@ def _stopped_reason(trainer: L.Trainer) -> str:
     return "max_epochs"
 
 
-def _summarize(cfg: DictConfig, trainer: L.Trainer, status: str, started: float, test_metrics: dict) -> dict[str, Any]:
+def _summarize(
+    cfg: DictConfig, trainer: L.Trainer, status: str, started: float, fit_metrics: dict, test_metrics: dict
+) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
     best_path = getattr(checkpoint, "best_model_path", "") or None
     best_score = to_number(getattr(checkpoint, "best_model_score", None))
@@ -97,7 +99,8 @@ def _summarize(cfg: DictConfig, trainer: L.Trainer, status: str, started: float,
         "best_score": best_score,
         "best_checkpoint": best_path,
         "last_checkpoint": str(last) if last.exists() else None,
-        "final_monitor_value": to_number(trainer.callback_metrics.get(cfg.monitor)),
+        "final_monitor_value": fit_metrics.get(cfg.monitor),
+        "final_metrics": fit_metrics,
         "test_metrics": test_metrics,
         "stopped_reason": _stopped_reason(trainer) if status != "failed" else "error",
         "wall_time_s": round(time.perf_counter() - started, 3),
@@ -137,10 +140,11 @@ def run(cfg: DictConfig) -> float | None:
     if logger:
         trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    status, test_metrics = "failed", {}
+    status, fit_metrics, test_metrics = "failed", {}, {}
     try:
         if cfg.train:
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+            fit_metrics = {name: to_number(value) for name, value in sorted(trainer.callback_metrics.items())}
             # Whatever the callbacks did, the final state is always kept as last.ckpt.
             trainer.save_checkpoint(last_path)
         if cfg.test:
@@ -152,7 +156,7 @@ def run(cfg: DictConfig) -> float | None:
     finally:
         if trainer.interrupted:
             status = "interrupted"
-        summary = _summarize(cfg, trainer, status, started, test_metrics)
+        summary = _summarize(cfg, trainer, status, started, fit_metrics, test_metrics)
         if trainer.is_global_zero:
             write_json_atomic(run_dir / "summary.json", summary)
             print(format_summary(summary))

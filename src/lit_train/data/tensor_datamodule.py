@@ -80,7 +80,9 @@ class TensorDataModule(L.LightningDataModule):
         return TensorLoader(x, y, batch_size=self.batch_size, shuffle=shuffle, seed=self.seed)
 
     def train_dataloader(self) -> TensorLoader:
-        return self._loader("train", shuffle=True)
+        # Overfitting a batch means the same batch every epoch: no shuffle then.
+        overfitting = self.trainer is not None and bool(self.trainer.overfit_batches)
+        return self._loader("train", shuffle=not overfitting)
 
     def val_dataloader(self) -> TensorLoader:
         return self._loader("val", shuffle=False)

@@ -20,7 +20,7 @@ class TextDataModule(TensorDataModule):
         path: A UTF-8 text file; ``None`` uses the public-domain text shipped with lit_train.
         vocab_size: Code points at or above it raise an error.
         block_size: Context length of each window.
-        stride: Offset between window starts (default: half a block).
+        stride: Offset between window starts (default: an eighth of a block).
         **kwargs: Batch size, ``val_fraction`` and seed, see :class:`TensorDataModule`.
     """
 
@@ -32,7 +32,7 @@ class TextDataModule(TensorDataModule):
             raise ValueError(f"`block_size` must be >= 1, got {block_size}")
         self.path = Path(path) if path is not None else DEFAULT_TEXT
         self.vocab_size, self.block_size = vocab_size, block_size
-        self.stride = stride or max(1, block_size // 2)
+        self.stride = stride or max(1, block_size // 8)
 
     def _windows(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if len(ids) < self.block_size + 1:

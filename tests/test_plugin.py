@@ -1,0 +1,48 @@
+"""lit_train as a Hydra plugin: its groups in other apps, and configs inside the wheel."""
+
+import subprocess
+import sys
+import textwrap
+import venv
+
+import pytest
+from support import ROOT
+
+
+def test_foreign_hydra_app_picks_lit_train_groups(tmp_path):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "config.yaml").write_text("defaults:\n  - optimizer: lamb\n  - scheduler: cosine\n  - _self_\n")
+    (tmp_path / "app.py").write_text(textwrap.dedent("""
+        import hydra
+        from omegaconf import OmegaConf
+
+        @hydra.main(version_base="1.3", config_path="conf", config_name="config")
+        def main(cfg):
+            print(cfg.optimizer._target_, cfg.scheduler._target_)
+
+        main()
+    """))
+    result = subprocess.run([sys.executable, "app.py", f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["pytorch_optimizer.Lamb", "torch.optim.lr_scheduler.CosineAnnealingLR"]
+
+
+@pytest.mark.slow
+def test_non_editable_install_runs_from_any_directory(tmp_path):
+    """`pip install .` into a fresh environment ships the configs; the job runs outside the checkout."""
+    env_dir = tmp_path / "env"
+    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    python = env_dir / "bin" / "python"
+    for package in (ROOT / "callbacks", ROOT):
+        subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", str(package)],
+                       check=True, capture_output=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    probe = subprocess.run([python, "-c", "import lit_train.conf, lit_callbacks; print(lit_train.conf.__file__)"],
+                           cwd=elsewhere, capture_output=True, text=True, check=True)
+    assert str(env_dir) in probe.stdout
+    result = subprocess.run([python, "-m", "lit_train", "debug=fast_dev_run", f"hydra.run.dir={elsewhere / 'run'}"],
+                            cwd=elsewhere, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (elsewhere / "run" / "summary.json").is_file()
