@@ -149,3 +149,41 @@ def test_gpt_recipe_learns_characters(tmp_path):
     # get to about the text's character frequencies (~3.1 nats).
     assert summary["best_score"] < 3.3
     assert summary["monitor"] == "val/loss"
+
+
+def test_a_crash_in_training_is_one_line_unless_verbose(tmp_path):
+    env = {"PYTHONPATH": str(ROOT / "tests" / "byo")}
+    args = ["model._target_=byo_models.FailingModule", *BYO, "test=false"]
+    result = run_cli(*args, f"hydra.run.dir={tmp_path / 'a'}", cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-2:] == [
+        "error: RuntimeError: shapes do not match (a second line)",
+        "lit_train: the run failed (summary.json says where it stopped); add verbose=true for the traceback.",
+    ]
+    assert "Traceback" not in result.stderr
+    summary = read_summary(tmp_path / "a")
+    assert (summary["status"], summary["stopped_reason"], summary["global_step"]) == ("failed", "error", 1)
+
+    result = run_cli(*args, "verbose=true", f"hydra.run.dir={tmp_path / 'b'}", cwd=tmp_path, env=env)
+    assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_what_was_trained(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "lit_train", "trainer.max_epochs=100000", "callbacks.progress_bar=null",
+                                f"hydra.run.dir={run_dir}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (run_dir / "checkpoints" / "best.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=120)
+    assert process.returncode == 1
+    summary = read_summary(run_dir)
+    assert (summary["status"], summary["stopped_reason"]) == ("interrupted", "interrupted")
+    assert summary["global_step"] > 0 and (run_dir / "checkpoints" / "last.ckpt").is_file()

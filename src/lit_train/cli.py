@@ -14,6 +14,7 @@ from lit_train.command_line import CONFIG_MODULE, CONFIG_NAME, check_overrides, 
 from lit_train.validate import validate
 
 EXIT_BAD_CONFIG = 2
+EXIT_RUN_FAILED = 1
 
 
 class ConfigError(Exception):
@@ -34,7 +35,23 @@ def _job(cfg: DictConfig) -> float | None:
         raise ConfigError("; ".join(problems))
     from lit_train.run import run
 
-    return run(cfg)
+    try:
+        return run(cfg)
+    except Exception as error:
+        if cfg.verbose:
+            raise
+        _report_failure(error)
+        sys.exit(EXIT_RUN_FAILED)
+
+
+def _report_failure(error: BaseException) -> None:
+    """One line naming the root cause (Hydra wraps errors raised by constructors)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    print(f"error: {type(error).__name__}: {message}", file=sys.stderr)
+    print("lit_train: the run failed (summary.json says where it stopped); add verbose=true for the traceback.",
+          file=sys.stderr)
 
 
 

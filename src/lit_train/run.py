@@ -67,15 +67,15 @@ class _SaveOnInterrupt(Callback):
             trainer.save_checkpoint(self.path)
 
 
-def _stopped_reason(trainer: L.Trainer) -> str:
+def _stopped_reason(trainer: L.Trainer, status: str) -> str:
+    if status != "completed":
+        return "error" if status == "failed" else status
     for callback in trainer.callbacks:
         reason = getattr(callback, "stopped_reason", None)
         if reason:
             return reason
         if isinstance(callback, EarlyStopping) and callback.stopped_epoch > 0:
             return "early_stopping"
-    if trainer.interrupted:
-        return "interrupted"
     if trainer.fast_dev_run:
         return "fast_dev_run"
     if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
@@ -102,7 +102,7 @@ def _summarize(
         "final_monitor_value": fit_metrics.get(cfg.monitor),
         "final_metrics": fit_metrics,
         "test_metrics": test_metrics,
-        "stopped_reason": _stopped_reason(trainer) if status != "failed" else "error",
+        "stopped_reason": _stopped_reason(trainer, status),
         "wall_time_s": round(time.perf_counter() - started, 3),
         "global_step": trainer.global_step,
         "epoch": trainer.current_epoch,
@@ -153,9 +153,11 @@ def run(cfg: DictConfig) -> float | None:
             results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
             test_metrics = {name: to_number(value) for name, value in (results[0] if results else {}).items()}
         status = "completed"
+    except (KeyboardInterrupt, SystemExit):
+        # Lightning turns Ctrl+C into SystemExit after its graceful shutdown.
+        status = "interrupted"
+        raise
     finally:
-        if trainer.interrupted:
-            status = "interrupted"
         summary = _summarize(cfg, trainer, status, started, fit_metrics, test_metrics)
         if trainer.is_global_zero:
             write_json_atomic(run_dir / "summary.json", summary)

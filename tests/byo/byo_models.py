@@ -53,3 +53,12 @@ class BlobsDataModule(L.LightningDataModule):
 
     def test_dataloader(self):
         return DataLoader(self.test_set, batch_size=self.batch_size)
+
+
+class FailingModule(NoOptimizerModule):
+    """Raises in its second training step, as a bug in user code would."""
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step == 1:
+            raise RuntimeError("shapes do not match\n(a second line)")
+        return super().training_step(batch, batch_idx)

@@ -1,0 +1,69 @@
+"""Every command and code block in README.md works as shown."""
+
+import re
+import shlex
+
+import pytest
+from support import ROOT, compose_config, read_summary, run_cli
+
+from lit_train.command_line import expand_callback_additions
+from lit_train.run import run
+from lit_train.validate import validate
+
+README = (ROOT / "README.md").read_text()
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def _commands() -> list[list[str]]:
+    lines = [line.split("#")[0].strip() for block in _blocks("bash") for line in block.splitlines()]
+    return [shlex.split(line)[3:] for line in lines if line.startswith("python -m lit_train")]
+
+
+SINGLE = [args for args in _commands() if "-m" not in args]
+MULTI = [args for args in _commands() if "-m" in args]
+
+
+def test_readme_has_commands():
+    assert len(SINGLE) >= 8 and len(MULTI) >= 2
+
+
+@pytest.mark.parametrize("args", SINGLE, ids=[" ".join(a) for a in SINGLE])
+def test_single_run_command_trains(args, tmp_path):
+    overrides = [a for a in expand_callback_additions(args) if not a.startswith("-")]
+    if any("my_pkg" in a for a in overrides):
+        pytest.skip("placeholder for the reader's own package (bring-your-own is tested in test_cli.py)")
+    cfg = compose_config([*overrides, "debug=fast_dev_run", "callbacks.progress_bar=null"], run_dir=tmp_path)
+    assert validate(cfg) == []
+    run(cfg)
+    assert read_summary(tmp_path)["status"] == "completed"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", MULTI, ids=[" ".join(a) for a in MULTI])
+def test_multirun_command_runs_every_job(args, tmp_path):
+    result = run_cli(*args, "debug=fast_dev_run", "callbacks.progress_bar=null", f"hydra.sweep.dir={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p for p in tmp_path.iterdir() if p.name.isdigit())
+    assert len(jobs) >= 3 and all(read_summary(job)["status"] == "completed" for job in jobs)
+
+
+def test_error_examples_print_what_the_readme_shows(tmp_path):
+    (block,) = [b for b in _blocks("text") if b.startswith("$ python -m lit_train")]
+    for example in block.split("$ ")[1:]:
+        command, *expected = example.strip().splitlines()
+        result = run_cli(*shlex.split(command)[3:], cwd=tmp_path)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == expected
+
+
+def test_python_blocks_run():
+    for block in _blocks("python"):
+        exec(compile(block, "README.md", "exec"), {})
+
+
+def test_yaml_block_is_a_foreign_defaults_list():
+    (block,) = _blocks("yaml")
+    assert "optimizer: lamb" in block and "scheduler: cosine" in block  # run in test_plugin.py
