@@ -10,6 +10,8 @@ from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+from lit_train.command_line import expand_callback_additions
+
 ROOT = Path(__file__).resolve().parents[1]
 #: Overrides that make any run a few optimizer steps long.
 FAST = [
@@ -28,7 +30,7 @@ def compose_config(overrides: list[str], run_dir: Path | str | None = None) -> D
     extra = [f"run_dir={run_dir}"] if run_dir is not None else []
     GlobalHydra.instance().clear()
     with initialize_config_module("lit_train.conf", version_base="1.3"):
-        return compose("config", overrides=[*overrides, *extra])
+        return compose("config", overrides=expand_callback_additions([*overrides, *extra]))
 
 
 def group_options(group: str) -> list[str]:

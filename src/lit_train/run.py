@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from lit_train.optim import Optimization, attach_optimizers
 from lit_train.registry import HYDRA_KEYS, OPTIMIZER_KEYS, SCHEDULER_KEYS, SCHEDULERS
 from lit_train.summary import format_summary, to_number, write_json_atomic
+from lit_train.tune import find_lr, show_schedule
 
 LAST_CHECKPOINT = "last.ckpt"
 
@@ -67,9 +68,11 @@ class _SaveOnInterrupt(Callback):
             trainer.save_checkpoint(self.path)
 
 
-def _stopped_reason(trainer: L.Trainer, status: str) -> str:
+def _stopped_reason(trainer: L.Trainer, status: str, action: str) -> str:
     if status != "completed":
         return "error" if status == "failed" else status
+    if action != "train":
+        return action
     for callback in trainer.callbacks:
         reason = getattr(callback, "stopped_reason", None)
         if reason:
@@ -102,7 +105,7 @@ def _summarize(
         "final_monitor_value": fit_metrics.get(cfg.monitor),
         "final_metrics": fit_metrics,
         "test_metrics": test_metrics,
-        "stopped_reason": _stopped_reason(trainer, status),
+        "stopped_reason": _stopped_reason(trainer, status, cfg.action),
         "wall_time_s": round(time.perf_counter() - started, 3),
         "global_step": trainer.global_step,
         "epoch": trainer.current_epoch,
@@ -122,7 +125,8 @@ def run(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     module = instantiate(cfg.model, _convert_="all")
-    attach_optimizers(module, build_optimization(cfg.optimizer, cfg.scheduler))
+    optimization = build_optimization(cfg.optimizer, cfg.scheduler)
+    attach_optimizers(module, optimization)
     last_path = run_dir / "checkpoints" / LAST_CHECKPOINT
     logger = build_logger(cfg.logger)
     callbacks = [*build_callbacks(cfg.callbacks), _SaveOnInterrupt(last_path)]
@@ -140,14 +144,20 @@ def run(cfg: DictConfig) -> float | None:
     if logger:
         trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    status, fit_metrics, test_metrics = "failed", {}, {}
+    status, fit_metrics, test_metrics, looked = "failed", {}, {}, {}
     try:
-        if cfg.train:
+        if cfg.action == "lr_find":
+            looked["lr_suggestion"] = find_lr(trainer, module, datamodule)
+            print(f"lit_train: suggested learning rate {looked['lr_suggestion']}")
+        elif cfg.action == "show_schedule":
+            path = run_dir / "lr_schedule.png"
+            looked["lr_schedule"] = show_schedule(trainer, module, datamodule, optimization, path)
+        elif cfg.train:
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
             fit_metrics = {name: to_number(value) for name, value in sorted(trainer.callback_metrics.items())}
             # Whatever the callbacks did, the final state is always kept as last.ckpt.
             trainer.save_checkpoint(last_path)
-        if cfg.test:
+        if cfg.test and cfg.action == "train":
             best = getattr(trainer.checkpoint_callback, "best_model_path", "")
             ckpt = ("best" if best else None) if cfg.train else cfg.ckpt_path
             results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
@@ -158,7 +168,7 @@ def run(cfg: DictConfig) -> float | None:
         status = "interrupted"
         raise
     finally:
-        summary = _summarize(cfg, trainer, status, started, fit_metrics, test_metrics)
+        summary = {**_summarize(cfg, trainer, status, started, fit_metrics, test_metrics), **looked}
         if trainer.is_global_zero:
             write_json_atomic(run_dir / "summary.json", summary)
             print(format_summary(summary))

@@ -25,6 +25,7 @@ _NON_NEGATIVE = Number(0)
 _COUNT = Number(1, integer=True)
 
 ROOT_RULES = {
+    "action": OneOf(("lr_find", "show_schedule", "train")),
     "seed": Number(integer=True),
     "deterministic": Union((Flag(), OneOf(("warn",)))),
     "train": Flag(),

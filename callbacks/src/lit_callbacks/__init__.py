@@ -7,6 +7,9 @@ project can use it with a plain ``lightning.Trainer``.
 from .activation_monitor import ActivationMonitor
 from .early_stopping import EarlyStopping
 from .gradient_monitor import GradientMonitor
+from .lr_finder import LRFinder, lr_find
+from .lr_schedule import plot_lr, preview_lr
+from .warmup import Warmup
 from .weight_init import WeightInit
 from .weight_penalty import WeightPenalty
 
@@ -16,6 +19,11 @@ __all__ = [
     "ActivationMonitor",
     "EarlyStopping",
     "GradientMonitor",
+    "LRFinder",
+    "Warmup",
     "WeightInit",
     "WeightPenalty",
+    "lr_find",
+    "plot_lr",
+    "preview_lr",
 ]

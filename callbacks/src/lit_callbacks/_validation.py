@@ -1,0 +1,70 @@
+"""Argument checks shared by the callbacks.
+
+Each check raises with a message that names the argument, echoes the bad value and
+says what is allowed, e.g. "`per` must be one of ('module', 'parameter'), got 'modul'".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from typing import Any
+
+
+def check_choice(name: str, value: Any, allowed: Collection[Any]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``allowed``.
+
+    Args:
+        name: Argument name used in the message.
+        value: The value passed by the user.
+        allowed: The allowed values, usually a class constant tuple.
+
+    Raises:
+        ValueError: If ``value`` is not in ``allowed``.
+    """
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {tuple(allowed)!r}, got {value!r}")
+
+
+def check_int(name: str, value: Any, minimum: int | None = None) -> None:
+    """Raise unless ``value`` is an ``int`` (not a ``bool``) and at least ``minimum``.
+
+    Raises:
+        TypeError: If ``value`` is not an int.
+        ValueError: If ``value`` is below ``minimum``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"`{name}` must be an int, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}")
+
+
+def check_number(
+    name: str,
+    value: Any,
+    minimum: float | None = None,
+    *,
+    strict: bool = False,
+) -> None:
+    """Raise unless ``value`` is a finite real number, optionally bounded below.
+
+    Args:
+        name: Argument name used in the message.
+        value: The value passed by the user.
+        minimum: Lower bound, or ``None`` for no bound.
+        strict: If ``True`` the bound is exclusive (``value > minimum``).
+
+    Raises:
+        TypeError: If ``value`` is not an int or float.
+        ValueError: If ``value`` is not finite or violates the bound.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"`{name}` must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"`{name}` must be finite, got {value!r}")
+    if minimum is None:
+        return
+    if strict and not value > minimum:
+        raise ValueError(f"`{name}` must be > {minimum}, got {value!r}")
+    if not strict and not value >= minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value!r}")

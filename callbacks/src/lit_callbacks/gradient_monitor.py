@@ -1,0 +1,309 @@
+"""Per-layer gradient norms, non-finite gradient handling and vanishing/exploding warnings."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+from torch.optim import Optimizer
+from typing_extensions import override
+
+from ._validation import check_choice, check_int, check_number
+
+
+class GradientMonitor(Callback):
+    """Log per-layer gradient L2 norms and act on non-finite gradients.
+
+    Norms are measured in ``on_before_optimizer_step``: after the gradients of all
+    accumulated micro-batches are summed, after AMP unscaling and DDP's all-reduce,
+    and before gradient clipping. That hook runs once per optimizer step, so gradient
+    accumulation yields one measurement per step.
+
+    Every optimizer step gets one fused finiteness check (``torch._foreach_norm`` with
+    ``ord=inf`` over all gradients, one host sync). Every ``log_every_n_steps`` steps the
+    per-layer L2 norms are computed with one more fused ``_foreach_norm`` and copied to
+    the host in the same single transfer. There is never a sync per parameter.
+
+    What ``on_nonfinite`` does when any gradient holds a NaN or Inf:
+
+    * ``"stop"``: drops the update of that step (every gradient of the optimizer is set
+      to ``None``, so the optimizer leaves the weights and its state alone), sets
+      ``trainer.should_stop`` and warns with the first offending layer (in
+      ``named_parameters()`` order). Training ends after the current batch, as for any
+      ``should_stop`` (``min_epochs``/``min_steps`` still apply; each further
+      non-finite step is dropped too).
+    * ``"skip"``: drops the update of that step the same way and counts it in
+      ``skipped_steps``; training goes on.
+    * ``"warn"``: only warns; the optimizer applies the update.
+
+    Under fp16 mixed precision with a gradient scaler, non-finite gradients are the
+    scaler's normal overflow signal: the scaler already skips those steps, so the
+    monitor does not act on them.
+
+    Under DDP all ranks see the same all-reduced gradients, and the non-finite flag is
+    additionally reduced across ranks, so every rank drops or stops on the same step.
+    Sharded strategies (FSDP, DeepSpeed, model parallel) are supported for the
+    non-finite check, but the logged norms are those of each rank's own shard.
+
+    Logged keys, sent straight to the trainer's loggers at step ``trainer.global_step``
+    on optimizer steps ``0, n, 2n, ...`` (``n = log_every_n_steps``):
+
+    * ``grad_norm/<layer>``: L2 norm of the layer's gradients. With
+      ``per="module"`` the layer is the path of the module owning the parameter
+      (``net.0`` for ``net.0.weight`` and ``net.0.bias``; a parameter registered
+      directly on the LightningModule uses its own name). With ``per="parameter"``
+      it is the full parameter name (``net.0.weight``).
+    * ``grad_norm/total``: global L2 norm over all gradients of the optimizer.
+    * ``grad_norm/skipped_steps``: number of optimizer steps dropped so far.
+
+    Frozen parameters (``requires_grad=False``) are left out. A layer whose trainable
+    parameters got no gradient in a step (detached from the loss) is logged as ``0.0``.
+
+    The latest logged values are also kept in :attr:`last_metrics`.
+
+    A layer whose norm is below ``vanishing`` (or above ``exploding``) on ``patience``
+    consecutive logged steps gets one rank-zero warning naming it.
+
+    Args:
+        log_every_n_steps: Log the norms every this many optimizer steps. Default ``50``.
+        per: ``"module"`` or ``"parameter"``: how gradients are grouped into layers.
+            Default ``"module"``.
+        on_nonfinite: ``"stop"``, ``"skip"`` or ``"warn"``. Default ``"stop"``.
+        vanishing: Norm below which a layer counts as vanishing; ``None`` disables the
+            check. Default ``1e-7``.
+        exploding: Norm above which a layer counts as exploding; ``None`` disables the
+            check. Default ``1e3``.
+        patience: Consecutive logged steps a layer must stay vanishing or exploding
+            before the warning. Default ``3``.
+
+    Attributes:
+        skipped_steps: Optimizer steps whose update was dropped (``"skip"``/``"stop"``).
+        stop_message: The message of the non-finite stop, or ``None``.
+        last_metrics: The metrics of the latest logged step, by key.
+
+    Raises:
+        ValueError: If an argument is out of range or not one of the allowed values.
+        TypeError: If an argument has the wrong type.
+
+    Example::
+
+        import lightning.pytorch as L
+        from lit_callbacks import GradientMonitor
+
+        trainer = L.Trainer(callbacks=[GradientMonitor(log_every_n_steps=10, on_nonfinite="skip")])
+    """
+
+    PER = ("module", "parameter")
+    ON_NONFINITE = ("stop", "skip", "warn")
+
+    def __init__(
+        self,
+        log_every_n_steps: int = 50,
+        per: str = "module",
+        on_nonfinite: str = "stop",
+        vanishing: float | None = 1e-7,
+        exploding: float | None = 1e3,
+        patience: int = 3,
+    ) -> None:
+        check_int("log_every_n_steps", log_every_n_steps, minimum=1)
+        check_choice("per", per, self.PER)
+        check_choice("on_nonfinite", on_nonfinite, self.ON_NONFINITE)
+        if vanishing is not None:
+            check_number("vanishing", vanishing, minimum=0.0)
+        if exploding is not None:
+            check_number("exploding", exploding, minimum=0.0, strict=True)
+        if vanishing is not None and exploding is not None and not vanishing < exploding:
+            raise ValueError(
+                f"`vanishing` must be below `exploding`, got vanishing={vanishing!r}, exploding={exploding!r}"
+            )
+        check_int("patience", patience, minimum=1)
+        self.log_every_n_steps = log_every_n_steps
+        self.per = per
+        self.on_nonfinite = on_nonfinite
+        self.vanishing = vanishing
+        self.exploding = exploding
+        self.patience = patience
+
+        self.skipped_steps = 0
+        self.stop_message: str | None = None
+        self.last_metrics: dict[str, float] = {}
+        self._streaks: dict[str, dict[str, int]] = {"vanishing": {}, "exploding": {}}
+        self._warned: set[tuple[str, str]] = set()
+        self._layout_key: tuple[int, int] | None = None
+        self._layout: list[tuple[torch.nn.Parameter, int]] = []
+        self._layers: list[str] = []
+        self._index_key: tuple[int, ...] | None = None
+        self._index: Tensor | None = None
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(
+            per=self.per, on_nonfinite=self.on_nonfinite, log_every_n_steps=self.log_every_n_steps
+        )
+
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if isinstance(trainer.strategy, (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy)):
+            rank_zero_warn(
+                f"GradientMonitor under {type(trainer.strategy).__name__}: logged gradient norms cover only each"
+                " rank's parameter shard; the non-finite check still covers all ranks."
+            )
+
+    @override
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._layout_key, self._layout, self._layers = None, [], []
+        self._index_key, self._index = None, None
+
+    @override
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
+        self._check_gradients(trainer, pl_module, optimizer)
+
+    def _check_gradients(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
+        layout = self._param_layout(pl_module, optimizer)
+        present = [(param, layer) for param, layer in layout if param.grad is not None]
+        if not present:
+            return
+        grads = [param.grad for param, _ in present]
+        step = trainer.global_step
+        log_now = step % self.log_every_n_steps == 0
+
+        max_abs = torch.stack(torch._foreach_norm(grads, math.inf))
+        bad = ~torch.isfinite(max_abs)
+        local_flag = bad.any().reshape(1).float()
+        flag = self._any_rank(trainer, local_flag.clone())
+        parts = [flag, local_flag, bad.int().argmax().reshape(1)]
+        if log_now:
+            norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+            index = self._layer_index(present, norms.device)
+            layer_sq = torch.zeros(len(self._layers), device=norms.device).index_add_(0, index, norms.square())
+            parts += [layer_sq.sqrt(), layer_sq.sum().sqrt().reshape(1)]
+        values = torch.cat([part.to(torch.float32) for part in parts]).tolist()  # the one host sync
+
+        any_bad, locally_bad, first_bad = values[0] > 0, values[1] > 0, int(values[2])
+        if any_bad and not self._scaler_handles_nonfinite(trainer):
+            layer = self._layers[present[first_bad][1]] if locally_bad else None
+            self._handle_nonfinite(trainer, optimizer, step, layer)
+        if log_now:
+            self._log(trainer, step, values[3:-1], values[-1])
+
+    @staticmethod
+    def _any_rank(trainer: L.Trainer, flag: Tensor) -> Tensor:
+        """Max of ``flag`` over all ranks, without a host sync."""
+        if trainer.world_size == 1:
+            return flag
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # a bare all_reduce: the strategy's reduce adds a barrier, which blocks the host under NCCL
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            return flag
+        return trainer.strategy.reduce(flag, reduce_op="max")
+
+    def _param_layout(self, pl_module: L.LightningModule, optimizer: Optimizer) -> list[tuple[torch.nn.Parameter, int]]:
+        """The optimizer's trainable parameters in ``named_parameters()`` order, each with its layer index (cached)."""
+        groups = optimizer.param_groups
+        in_optimizer = {id(param) for group in groups for param in group["params"] if param.requires_grad}
+        key = (id(optimizer), len(in_optimizer))
+        if key == self._layout_key:
+            return self._layout
+        layers: dict[str, int] = {}
+        layout = []
+        for name, param in pl_module.named_parameters():
+            if id(param) not in in_optimizer:
+                continue
+            layer = name if self.per == "parameter" else (name.rpartition(".")[0] or name)
+            layout.append((param, layers.setdefault(layer, len(layers))))
+        self._layout_key, self._layout, self._layers = key, layout, list(layers)
+        self._index_key = None
+        return layout
+
+    def _layer_index(self, present: list[tuple[torch.nn.Parameter, int]], device: torch.device) -> Tensor:
+        """Device tensor mapping each present gradient to its layer (cached while the same gradients exist)."""
+        key = tuple(layer for _, layer in present)
+        if key != self._index_key or self._index is None or self._index.device != device:
+            self._index = torch.tensor(key, dtype=torch.long, device=device)
+            self._index_key = key
+        return self._index
+
+    @staticmethod
+    def _scaler_handles_nonfinite(trainer: L.Trainer) -> bool:
+        return getattr(trainer.precision_plugin, "scaler", None) is not None
+
+    def _handle_nonfinite(self, trainer: L.Trainer, optimizer: Optimizer, step: int, layer: str | None) -> None:
+        where = f"first in layer '{layer}'" if layer is not None else "on another rank"
+        message = f"Non-finite gradient at optimizer step {step}, {where}."
+        if self.on_nonfinite == "warn":
+            rank_zero_warn(message)
+            return
+        self._drop_update(optimizer)
+        self.skipped_steps += 1
+        if self.on_nonfinite == "skip":
+            rank_zero_warn(f"{message} Skipped this optimizer step ({self.skipped_steps} skipped so far).")
+            return
+        self.stop_message = (
+            f"{message} Stopped training; the update of this step was dropped, so the weights stay finite."
+        )
+        trainer.should_stop = True
+        rank_zero_warn(self.stop_message)
+
+    @staticmethod
+    def _drop_update(optimizer: Optimizer) -> None:
+        """Make the running ``optimizer.step`` a no-op: torch optimizers skip parameters whose ``grad`` is ``None``.
+
+        Zeroed gradients would not do: Adam, momentum SGD and weight decay still move the
+        weights and advance their state on a zero gradient.
+        """
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                param.grad = None
+
+    def _log(self, trainer: L.Trainer, step: int, layer_norms: list[float], total: float) -> None:
+        metrics = {f"grad_norm/{layer}": norm for layer, norm in zip(self._layers, layer_norms)}
+        metrics["grad_norm/total"] = total
+        metrics["grad_norm/skipped_steps"] = float(self.skipped_steps)
+        self.last_metrics = metrics
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+        self._track_health(dict(zip(self._layers, layer_norms)))
+
+    def _track_health(self, layer_norms: dict[str, float]) -> None:
+        for layer, norm in layer_norms.items():
+            self._update_streak("vanishing", layer, self.vanishing is not None and norm < self.vanishing, norm)
+            self._update_streak("exploding", layer, self.exploding is not None and norm > self.exploding, norm)
+
+    def _update_streak(self, kind: str, layer: str, hit: bool, norm: float) -> None:
+        streaks = self._streaks[kind]
+        streaks[layer] = streaks.get(layer, 0) + 1 if hit else 0
+        if streaks[layer] < self.patience or (kind, layer) in self._warned:
+            return
+        self._warned.add((kind, layer))
+        if kind == "vanishing":
+            where, hint = f"below vanishing={self.vanishing}", "the layer may be dead or detached from the loss"
+        else:
+            where, hint = f"above exploding={self.exploding}", "lower the learning rate or clip gradients"
+        rank_zero_warn(
+            f"Gradient norm of layer '{layer}' stayed {where} for {self.patience} logged steps"
+            f" (latest {norm:.3g}): {hint}."
+        )
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "skipped_steps": self.skipped_steps,
+            "stop_message": self.stop_message,
+            "streaks": {kind: dict(streaks) for kind, streaks in self._streaks.items()},
+            "warned": sorted(self._warned),
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.skipped_steps = state_dict.get("skipped_steps", 0)
+        self.stop_message = state_dict.get("stop_message")
+        streaks = state_dict.get("streaks", {})
+        self._streaks = {kind: dict(streaks.get(kind, {})) for kind in ("vanishing", "exploding")}
+        self._warned = {tuple(entry) for entry in state_dict.get("warned", [])}

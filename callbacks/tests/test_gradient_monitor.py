@@ -1,0 +1,375 @@
+import copy
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import lightning.pytorch as L
+import pytest
+import torch
+from _tiny import MemoryLogger, TinyModule, count_host_syncs, tiny_loader, tiny_trainer
+from torch import nn
+
+from lit_callbacks import GradientMonitor
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"per": "modul"}, ValueError, r"`per` must be one of \('module', 'parameter'\), got 'modul'"),
+        ({"on_nonfinite": "halt"}, ValueError, r"`on_nonfinite` must be one of \('stop', 'skip', 'warn'\), got 'halt'"),
+        ({"log_every_n_steps": 0}, ValueError, r"`log_every_n_steps` must be an int >= 1, got 0"),
+        ({"log_every_n_steps": 2.5}, TypeError, r"`log_every_n_steps` must be an int, got 2.5"),
+        ({"vanishing": -1.0}, ValueError, r"`vanishing` must be >= 0.0, got -1.0"),
+        ({"exploding": 0.0}, ValueError, r"`exploding` must be > 0.0, got 0.0"),
+        ({"exploding": "big"}, TypeError, r"`exploding` must be a number, got 'big'"),
+        ({"vanishing": 1.0, "exploding": 1.0}, ValueError, r"`vanishing` must be below `exploding`, got vanishing=1.0"),
+        ({"patience": 0}, ValueError, r"`patience` must be an int >= 1, got 0"),
+    ],
+)
+def test_invalid_arguments_are_named_in_the_error(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        GradientMonitor(**kwargs)
+
+
+class NormRecorder(L.Callback):
+    """Runs after GradientMonitor and computes the expected norms the slow, obvious way."""
+
+    def __init__(self, per: str = "module") -> None:
+        self.per = per
+        self.expected: dict[int, dict[str, float]] = {}
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        squares: dict[str, float] = {}
+        for name, param in pl_module.named_parameters():
+            layer = name if self.per == "parameter" else name.rpartition(".")[0]
+            squares[layer] = squares.get(layer, 0.0) + float(param.grad.pow(2).sum())
+        expected = {f"grad_norm/{layer}": value**0.5 for layer, value in squares.items()}
+        expected["grad_norm/total"] = sum(squares.values()) ** 0.5
+        self.expected[trainer.global_step] = expected
+
+
+@pytest.mark.parametrize(
+    ("per", "layers"),
+    [
+        ("module", ["net.0", "net.2"]),
+        ("parameter", ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias"]),
+    ],
+)
+def test_logs_exact_keys_and_norms_every_n_optimizer_steps(per, layers):
+    monitor = GradientMonitor(log_every_n_steps=2, per=per)
+    recorder = NormRecorder(per)
+    logger = MemoryLogger()
+    trainer = tiny_trainer(max_steps=5, logger=logger, callbacks=[monitor, recorder])
+    trainer.fit(TinyModule(), tiny_loader(samples=40))
+
+    records = [(step, m) for step, m in logger.records if "grad_norm/total" in m]
+    assert [step for step, _ in records] == [0, 2, 4]
+    keys = {f"grad_norm/{layer}" for layer in layers} | {"grad_norm/total", "grad_norm/skipped_steps"}
+    for step, metrics in records:
+        assert set(metrics) == keys
+        assert metrics["grad_norm/skipped_steps"] == 0.0
+        for key, value in recorder.expected[step].items():
+            assert metrics[key] == pytest.approx(value, rel=1e-5)
+    assert monitor.last_metrics == records[-1][1]
+
+
+def test_measures_once_per_optimizer_step_under_gradient_accumulation():
+    monitor = GradientMonitor(log_every_n_steps=1)
+    recorder = NormRecorder()
+    logger = MemoryLogger()
+    trainer = tiny_trainer(max_epochs=1, accumulate_grad_batches=2, logger=logger, callbacks=[monitor, recorder])
+    trainer.fit(TinyModule(), tiny_loader(samples=32, batch_size=8))  # 4 batches -> 2 optimizer steps
+
+    assert logger.steps_with("grad_norm/total") == [0, 1]
+    assert logger.values("grad_norm/total") == pytest.approx([recorder.expected[s]["grad_norm/total"] for s in (0, 1)])
+
+
+def test_one_host_sync_per_step_logged_or_not(monkeypatch):
+    syncs = count_host_syncs(monkeypatch, "lit_callbacks.gradient_monitor")
+    trainer = tiny_trainer(max_steps=6, callbacks=[GradientMonitor(log_every_n_steps=3)])
+    trainer.fit(TinyModule(), tiny_loader(samples=48))
+    assert trainer.global_step == 6
+    assert syncs[0] == 6
+
+
+class PlantNaN(L.LightningModule):
+    """TinyModule that writes NaN into the gradient of chosen layers on one optimizer step."""
+
+    def __init__(self, step: int, layers: tuple[str, ...], optimizer: str = "sgd") -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+        self.bad_step, self.bad_layers, self.optimizer = step, layers, optimizer
+        self.before_bad_step: dict | None = None
+        self.after_bad_step: dict | None = None
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.mse_loss(self.net(x), y)
+
+    def on_train_batch_start(self, batch, batch_idx):
+        if self.global_step == self.bad_step:
+            self.before_bad_step = self._snapshot()
+
+    def on_after_backward(self):
+        if self.global_step == self.bad_step:
+            for layer in self.bad_layers:
+                self.get_submodule(layer).weight.grad[0, 0] = float("nan")
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.global_step == self.bad_step + 1:
+            self.after_bad_step = self._snapshot()
+
+    def _snapshot(self) -> dict:
+        optimizer = self.trainer.optimizers[0]
+        return {"weights": copy.deepcopy(self.state_dict()), "optimizer": copy.deepcopy(optimizer.state_dict())}
+
+    def configure_optimizers(self):
+        if self.optimizer == "adam":
+            return torch.optim.Adam(self.parameters(), lr=0.01)
+        return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+
+
+def assert_same(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_same(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize(
+    ("bad_layers", "named"),
+    [(("net.2",), "net.2"), (("net.2", "net.0"), "net.0")],
+)
+def test_stop_drops_the_bad_update_and_names_the_first_bad_layer(bad_layers, named):
+    model = PlantNaN(step=2, layers=bad_layers)
+    monitor = GradientMonitor(on_nonfinite="stop")
+    trainer = tiny_trainer(max_steps=10, callbacks=[monitor])
+    with pytest.warns(UserWarning, match=rf"Non-finite gradient at optimizer step 2, first in layer '{named}'\."):
+        trainer.fit(model, tiny_loader(samples=80))
+
+    assert trainer.global_step == 3  # the bad step was the last one
+    assert trainer.should_stop
+    assert monitor.skipped_steps == 1
+    assert f"first in layer '{named}'" in monitor.stop_message
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert_same(model.state_dict(), model.before_bad_step["weights"])
+
+
+def test_skip_leaves_weights_and_adam_state_untouched_and_counts():
+    model = PlantNaN(step=1, layers=("net.0",), optimizer="adam")
+    monitor = GradientMonitor(log_every_n_steps=1, on_nonfinite="skip")
+    logger = MemoryLogger()
+    trainer = tiny_trainer(max_steps=4, logger=logger, callbacks=[monitor])
+    with pytest.warns(UserWarning, match=r"step 1, first in layer 'net.0'\. Skipped this optimizer step \(1 skipped"):
+        trainer.fit(model, tiny_loader())
+
+    assert trainer.global_step == 4  # training went on
+    assert_same(model.after_bad_step, model.before_bad_step)  # weights and Adam state exactly as before
+    assert [s["step"].item() for s in trainer.optimizers[0].state.values()] == [3.0] * 4  # 4 steps, 1 dropped
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert monitor.skipped_steps == 1
+    assert logger.values("grad_norm/skipped_steps") == [0.0, 1.0, 1.0, 1.0]  # logged after the drop
+    assert monitor.state_dict()["skipped_steps"] == 1
+
+
+def test_warn_only_reports_and_lets_the_update_through():
+    model = PlantNaN(step=0, layers=("net.2",))
+    monitor = GradientMonitor(on_nonfinite="warn")
+    trainer = tiny_trainer(max_steps=1, callbacks=[monitor])
+    with pytest.warns(UserWarning, match=r"Non-finite gradient at optimizer step 0, first in layer 'net.2'\.$"):
+        trainer.fit(model, tiny_loader())
+    assert torch.isnan(model.net[2].weight).any()
+    assert monitor.skipped_steps == 0
+    assert not trainer.should_stop
+
+
+class HealthModule(TinyModule):
+    """A layer whose gradient is exactly zero and one whose gradient is about 1e6."""
+
+    def __init__(self) -> None:
+        super().__init__(lr=0.0)
+        self.dead = nn.Linear(4, 1)
+        self.big = nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.mse_loss(self(x), y)
+        return loss + 0.0 * self.dead(x).sum() + 1e6 * self.big(x).mean()
+
+
+def test_vanishing_and_exploding_layers_get_one_warning_each_after_patience():
+    monitor = GradientMonitor(log_every_n_steps=1, vanishing=1e-7, exploding=1e3, patience=3)
+    trainer = tiny_trainer(max_steps=6, callbacks=[monitor])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(HealthModule(), tiny_loader(samples=48))
+    messages = [str(w.message) for w in caught if "Gradient norm of layer" in str(w.message)]
+    assert len(messages) == 2
+    assert messages[0].startswith("Gradient norm of layer 'dead' stayed below vanishing=1e-07 for 3 logged steps")
+    assert messages[1].startswith("Gradient norm of layer 'big' stayed above exploding=1000.0 for 3 logged steps")
+    assert monitor.state_dict()["streaks"]["vanishing"]["dead"] == 6
+    assert monitor.state_dict()["warned"] == [("exploding", "big"), ("vanishing", "dead")]
+
+
+def test_warnings_are_not_repeated_after_resume_and_old_checkpoints_load():
+    monitor = GradientMonitor(patience=2)
+    monitor.load_state_dict({"skipped_steps": 4})  # a checkpoint written before streaks were saved
+    assert monitor.skipped_steps == 4
+    assert monitor.state_dict()["warned"] == []
+    monitor.load_state_dict({"warned": [["vanishing", "dead"]], "streaks": {"vanishing": {"dead": 5}}})
+    assert ("vanishing", "dead") in monitor._warned
+
+
+def test_two_instances_have_distinct_state_keys():
+    assert GradientMonitor(per="module").state_key != GradientMonitor(per="parameter").state_key
+
+
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import lightning.pytorch as L
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+    from lit_callbacks import GradientMonitor, WeightInit
+
+    out = sys.argv[1]
+
+    class Model(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+
+        def training_step(self, batch, batch_idx):  # every rank loads the global batch and takes its half
+            x, y = batch
+            x, y = x[self.global_rank :: 2], y[self.global_rank :: 2]
+            return nn.functional.mse_loss(self.net(x), y)
+
+        def on_after_backward(self):  # after DDP's all-reduce: only rank 1 sees the NaN
+            if self.global_step == 2 and self.global_rank == 1:
+                self.net[2].weight.grad[0, 0] = float("nan")
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    class Record(L.Callback):
+        def __init__(self, monitor):
+            self.monitor, self.totals, self.initial = monitor, [], None
+
+        def on_train_start(self, trainer, pl_module):
+            self.initial = {k: v.tolist() for k, v in pl_module.state_dict().items()}
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            self.totals.append(self.monitor.last_metrics["grad_norm/total"])
+
+    if __name__ == "__main__":
+        g = torch.Generator().manual_seed(0)
+        data = TensorDataset(torch.randn(48, 4, generator=g), torch.randn(48, 1, generator=g))
+        monitor = GradientMonitor(log_every_n_steps=1, on_nonfinite="stop")
+        record = Record(monitor)
+        model = Model()
+        trainer = L.Trainer(
+            accelerator="cpu", devices=2, strategy="ddp", max_steps=6, logger=False, use_distributed_sampler=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            callbacks=[WeightInit(), monitor, record],
+        )
+        trainer.fit(model, DataLoader(data, batch_size=8))
+        result = {
+            "initial": record.initial,
+            "totals": record.totals,
+            "global_step": trainer.global_step,
+            "should_stop": trainer.should_stop,
+            "skipped": monitor.skipped_steps,
+            "message": monitor.stop_message,
+            "final": {k: v.tolist() for k, v in model.state_dict().items()},
+        }
+        with open(f"{out}/rank{trainer.global_rank}.json", "w") as f:
+            json.dump(result, f)
+    """
+)
+
+
+class TotalRecorder(L.Callback):
+    def __init__(self, monitor: GradientMonitor) -> None:
+        self.monitor, self.totals = monitor, []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.totals.append(self.monitor.last_metrics["grad_norm/total"])
+
+
+@pytest.mark.slow
+def test_ddp_norms_match_one_process_and_ranks_agree_to_stop(tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    subprocess.run([sys.executable, str(script), str(tmp_path)], check=True, timeout=120, env=env, cwd=tmp_path)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+    # both ranks started from the same WeightInit weights, stopped on step 2 and dropped its update
+    assert ranks[0]["initial"] == ranks[1]["initial"]
+    for rank in ranks:
+        assert rank["global_step"] == 3 and rank["should_stop"] and rank["skipped"] == 1
+        assert all(torch.isfinite(torch.tensor(v)).all() for v in rank["final"].values())
+    assert ranks[0]["final"] == ranks[1]["final"]
+    assert ranks[1]["message"].startswith("Non-finite gradient at optimizer step 2, first in layer 'net.2'.")
+    assert ranks[0]["message"].startswith("Non-finite gradient at optimizer step 2, on another rank.")
+
+    # one process on the same global batches of 8 samples measures the same global norms
+    monitor = GradientMonitor(log_every_n_steps=1)
+    record = TotalRecorder(monitor)
+    model = TinyModule()
+    model.load_state_dict({k: torch.tensor(v) for k, v in ranks[0]["initial"].items()})
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(48, 4, generator=g), torch.randn(48, 1, generator=g)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+    tiny_trainer(max_steps=2, callbacks=[monitor, record]).fit(model, loader)
+    assert ranks[0]["totals"][:2] == pytest.approx(record.totals, rel=1e-5)
+    assert ranks[1]["totals"][:2] == pytest.approx(record.totals, rel=1e-5)
+
+
+def test_frozen_layers_are_left_out_and_detached_layers_log_zero():
+    class Partial(TinyModule):
+        def __init__(self):
+            super().__init__()
+            self.frozen, self.detached = nn.Linear(4, 1), nn.Linear(4, 1)
+            self.frozen.requires_grad_(False)
+
+        def training_step(self, batch, batch_idx):
+            x, _ = batch
+            loss = super().training_step(batch, batch_idx)
+            return loss + self.frozen(x).mean() + 0 * self.detached(x).detach().mean()
+
+    monitor = GradientMonitor(log_every_n_steps=1, patience=1)
+    match = r"layer 'detached' stayed below vanishing=1e-07 for 1 logged steps \(latest 0\)"
+    with pytest.warns(UserWarning, match=match):
+        tiny_trainer(max_steps=1, callbacks=[monitor]).fit(Partial(), tiny_loader())
+    assert "grad_norm/frozen" not in monitor.last_metrics
+    assert monitor.last_metrics["grad_norm/detached"] == 0.0
+
+
+def test_under_an_fp16_grad_scaler_norms_are_unscaled_and_overflow_is_left_to_the_scaler():
+    from lightning.pytorch.plugins import MixedPrecision
+
+    model = PlantNaN(step=1, layers=("net.2",))
+    monitor, recorder = GradientMonitor(log_every_n_steps=1, on_nonfinite="stop"), NormRecorder()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=scaler)
+    trainer = tiny_trainer(max_steps=3, plugins=[plugin], callbacks=[monitor, recorder])
+    trainer.fit(model, tiny_loader())
+
+    assert trainer.global_step == 3 and not trainer.should_stop and monitor.skipped_steps == 0
+    assert scaler.get_scale() == 2.0**15  # the scaler skipped the NaN step and backed off once
+    assert_same(model.after_bad_step["weights"], model.before_bad_step["weights"])
+    assert monitor.last_metrics["grad_norm/total"] == pytest.approx(recorder.expected[2]["grad_norm/total"])
+    assert monitor.last_metrics["grad_norm/total"] < 100.0  # unscaled: scaled grads would be ~2**15 times larger

@@ -1,0 +1,71 @@
+"""Look before training: the LR range test alone, and the LR schedule of a config."""
+
+import math
+from pathlib import Path
+
+import lightning.pytorch as L
+from lit_callbacks import LRFinder, Warmup, lr_find, plot_lr, preview_lr
+
+from lit_train.optim import Optimization, param_groups
+
+_FINDER_SETTINGS = ("min_lr", "max_lr", "num_steps", "mode", "method", "plot", "smoothing", "divergence_threshold")
+
+
+def find_lr(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule) -> float | None:
+    """Runs only the LR range test (with the settings of a configured ``lr_finder``, if any).
+
+    Returns:
+        The suggested LR, or ``None`` if the loss never clearly fell.
+    """
+    configured = next((c for c in trainer.callbacks if isinstance(c, LRFinder)), None)
+    settings = {}
+    if configured is not None:
+        settings = {name: getattr(configured, name) for name in _FINDER_SETTINGS}
+        trainer.callbacks.remove(configured)
+    finder = lr_find(trainer, module, datamodule=datamodule, **settings, apply=False)
+    return finder.suggestion
+
+
+def run_length(trainer: L.Trainer, datamodule: L.LightningDataModule) -> tuple[int, int]:
+    """``(total optimizer steps, optimizer steps per epoch)`` of a run, without starting it."""
+    datamodule.setup("fit")
+    batches = len(datamodule.train_dataloader())
+    limit = trainer.limit_train_batches
+    if limit is not None:
+        batches = min(batches, limit if isinstance(limit, int) else int(batches * limit))
+    per_epoch = max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+    lengths = [trainer.max_steps] if trainer.max_steps not in (-1, None) else []
+    if trainer.max_epochs not in (-1, None):
+        lengths.append(trainer.max_epochs * per_epoch)
+    return min(lengths), per_epoch
+
+
+def show_schedule(
+    trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, optimization: Optimization,
+    path: Path,
+) -> list[float]:
+    """The LR of every optimizer step of the configured run, printed as a short table and plotted to ``path``.
+
+    A plateau scheduler is previewed as if the monitored metric never improved.
+    """
+    total, per_epoch = run_length(trainer, datamodule)
+    keywords = getattr(optimization.optimizer, "keywords", {})
+    optimizer = optimization.optimizer(param_groups(module, keywords.get("weight_decay", 0.0)))
+    scheduler = None
+    if optimization.scheduler is not None:
+        kwargs = {}
+        if optimization.length_arg and optimization.length_arg not in getattr(optimization.scheduler, "keywords", {}):
+            kwargs[optimization.length_arg] = total if optimization.interval == "step" else trainer.max_epochs
+        scheduler = optimization.scheduler(optimizer, **kwargs)
+    warmup = next((c for c in trainer.callbacks if isinstance(c, Warmup)), None)
+    lrs = preview_lr(
+        optimizer, scheduler, total_steps=total, interval=optimization.interval, frequency=optimization.frequency,
+        steps_per_epoch=per_epoch, warmup=warmup, monitor_values=[1.0] * (total + 1),
+    )
+    shown = sorted({0, *range(0, total, max(1, total // 10)), total - 1})
+    print(f"LR schedule: {total} optimizer steps, {per_epoch} per epoch")
+    for step in shown:
+        print(f"  step {step:>7d}  lr {lrs[step]:.6g}")
+    plot_lr(lrs, path)
+    print(f"  plot: {path}")
+    return lrs
