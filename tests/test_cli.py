@@ -104,11 +104,13 @@ def test_multirun_runs_each_job_in_its_own_directory(tmp_path):
 
 def test_plus_callbacks_adds_early_stopping(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli("+callbacks=early_stopping", "callbacks.early_stopping.patience=0", "trainer.max_epochs=5",
+    result = run_cli("+callbacks=early_stopping", "callbacks.early_stopping.patience=0", "trainer.max_epochs=50",
+                     "optimizer.lr=0.05",
                      "trainer.limit_train_batches=2", "test=false", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     config = (run_dir / ".hydra" / "config.yaml").read_text()
     assert "early_stopping:" in config and "model_checkpoint:" in config
+    assert read_summary(run_dir)["stopped_reason"] == "patience"
 
 
 BYO = ["data._target_=byo_models.BlobsDataModule", *FAST, "trainer.limit_val_batches=2"]
@@ -187,3 +189,12 @@ def test_ctrl_c_keeps_what_was_trained(tmp_path):
     summary = read_summary(run_dir)
     assert (summary["status"], summary["stopped_reason"]) == ("interrupted", "interrupted")
     assert summary["global_step"] > 0 and (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_exploding_training_stops_on_non_finite_gradients(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("optimizer=sgd", "optimizer.lr=1e12", "scheduler=none", "callbacks.progress_bar=null", "test=false",
+                     f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = read_summary(run_dir)
+    assert summary["stopped_reason"] == "non_finite_gradient" and summary["global_step"] < 20

@@ -162,6 +162,8 @@ def test_stop_drops_the_bad_update_and_names_the_first_bad_layer(bad_layers, nam
     assert trainer.should_stop
     assert monitor.skipped_steps == 1
     assert f"first in layer '{named}'" in monitor.stop_message
+    assert "Lower the learning rate, clip gradients" in monitor.stop_message
+    assert monitor.stopped_reason == "non_finite_gradient"
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert_same(model.state_dict(), model.before_bad_step["weights"])
 

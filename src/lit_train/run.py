@@ -69,13 +69,13 @@ class _SaveOnInterrupt(Callback):
 
 
 def _stopped_reason(trainer: L.Trainer, status: str, action: str) -> str:
+    """Why the run ended: a callback's own reason (early stopping, non-finite gradients) or the trainer's limit."""
     if status != "completed":
         return "error" if status == "failed" else status
     if action != "train":
         return action
     for callback in trainer.callbacks:
-        reason = getattr(callback, "stopped_reason", None)
-        if reason:
+        if reason := getattr(callback, "stopped_reason", None):
             return reason
         if isinstance(callback, EarlyStopping) and callback.stopped_epoch > 0:
             return "early_stopping"
@@ -83,7 +83,9 @@ def _stopped_reason(trainer: L.Trainer, status: str, action: str) -> str:
         return "fast_dev_run"
     if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
         return "max_steps"
-    return "max_epochs"
+    if trainer.max_epochs is not None and trainer.current_epoch >= trainer.max_epochs:
+        return "max_epochs"
+    return "should_stop"
 
 
 def _summarize(

@@ -85,6 +85,7 @@ class GradientMonitor(Callback):
     Attributes:
         skipped_steps: Optimizer steps whose update was dropped (``"skip"``/``"stop"``).
         stop_message: The message of the non-finite stop, or ``None``.
+        stopped_reason: ``"non_finite_gradient"`` after a non-finite stop, else ``None``.
         last_metrics: The metrics of the latest logged step, by key.
 
     Raises:
@@ -140,6 +141,11 @@ class GradientMonitor(Callback):
         self._layers: list[str] = []
         self._index_key: tuple[int, ...] | None = None
         self._index: Tensor | None = None
+
+    @property
+    def stopped_reason(self) -> str | None:
+        """``"non_finite_gradient"`` once this monitor stopped training, else ``None``."""
+        return "non_finite_gradient" if self.stop_message is not None else None
 
     @property
     @override
@@ -247,6 +253,7 @@ class GradientMonitor(Callback):
             return
         self.stop_message = (
             f"{message} Stopped training; the update of this step was dropped, so the weights stay finite."
+            " Lower the learning rate, clip gradients (Trainer(gradient_clip_val=1.0)) or check the data for NaN."
         )
         trainer.should_stop = True
         rank_zero_warn(self.stop_message)
