@@ -1,6 +1,5 @@
 """End-to-end: the real CLI in a subprocess on tiny data."""
 
-import json
 import time
 from pathlib import Path
 

@@ -5,7 +5,6 @@ here every problem becomes one line with a "did you mean", and nothing is
 written.
 """
 
-import itertools
 from collections.abc import Iterator
 
 from hydra import compose, initialize_config_module

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from omegaconf import DictConfig, OmegaConf
 
 from lit_train.optim import Optimization, attach_optimizers
-from lit_train.registry import HYDRA_KEYS, OPTIMIZER_KEYS, SCHEDULER_KEYS, SCHEDULERS
+from lit_train.registry import OPTIMIZER_KEYS, SCHEDULER_KEYS, SCHEDULERS
 from lit_train.summary import format_summary, to_number, write_json_atomic
 from lit_train.tune import find_lr, show_schedule
 
@@ -88,35 +88,70 @@ def _stopped_reason(trainer: L.Trainer, status: str, action: str) -> str:
     return "should_stop"
 
 
-def _summarize(
-    cfg: DictConfig, trainer: L.Trainer, status: str, started: float, fit_metrics: dict, test_metrics: dict
-) -> dict[str, Any]:
+def _summarize(cfg: DictConfig, trainer: L.Trainer, status: str, started: float, results: dict) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
-    best_path = getattr(checkpoint, "best_model_path", "") or None
-    best_score = to_number(getattr(checkpoint, "best_model_score", None))
     run_dir = Path(cfg.run_dir)
     last = run_dir / "checkpoints" / LAST_CHECKPOINT
+    fit_metrics = results.pop("final_metrics", {})
     return {
         "run_dir": str(run_dir),
         "status": status,
         "monitor": cfg.monitor,
         "mode": cfg.mode,
-        "best_score": best_score,
-        "best_checkpoint": best_path,
+        "best_score": to_number(getattr(checkpoint, "best_model_score", None)),
+        "best_checkpoint": getattr(checkpoint, "best_model_path", "") or None,
         "last_checkpoint": str(last) if last.exists() else None,
         "final_monitor_value": fit_metrics.get(cfg.monitor),
         "final_metrics": fit_metrics,
-        "test_metrics": test_metrics,
+        "test_metrics": results.pop("test_metrics", {}),
         "stopped_reason": _stopped_reason(trainer, status, cfg.action),
         "wall_time_s": round(time.perf_counter() - started, 3),
         "global_step": trainer.global_step,
         "epoch": trainer.current_epoch,
         "seed": cfg.seed,
+        **results,
     }
 
 
+def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+    """The Trainer with the configured callbacks and logger, writing into ``run_dir``."""
+    logger = build_logger(cfg.logger)
+    callbacks = [*build_callbacks(cfg.callbacks), _SaveOnInterrupt(run_dir / "checkpoints" / LAST_CHECKPOINT)]
+    if not logger and any(isinstance(c, LearningRateMonitor) for c in callbacks):
+        print("lit_train: callbacks.lr_monitor is off, as logger=none gives it nowhere to log")
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=logger,
+        default_root_dir=str(run_dir),
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
+    )
+    if logger:
+        trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    return trainer
+
+
+def _train_and_test(
+    cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    if cfg.train:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        results["final_metrics"] = {name: to_number(value) for name, value in sorted(trainer.callback_metrics.items())}
+        # Whatever the callbacks did, the final state is always kept as last.ckpt.
+        trainer.save_checkpoint(Path(cfg.run_dir) / "checkpoints" / LAST_CHECKPOINT)
+    if cfg.test:
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        ckpt = ("best" if best else None) if cfg.train else cfg.ckpt_path
+        tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
+        results["test_metrics"] = {name: to_number(value) for name, value in (tested[0] if tested else {}).items()}
+    return results
+
+
 def run(cfg: DictConfig) -> float | None:
-    """Trains and/or tests as ``cfg`` says and writes ``summary.json`` into ``cfg.run_dir``.
+    """Does what ``cfg.action`` says (train and/or test, lr_find, show_schedule) and writes ``summary.json``.
 
     Returns:
         The best value of ``cfg.monitor`` (the last one if nothing checkpointed
@@ -129,48 +164,24 @@ def run(cfg: DictConfig) -> float | None:
     module = instantiate(cfg.model, _convert_="all")
     optimization = build_optimization(cfg.optimizer, cfg.scheduler)
     attach_optimizers(module, optimization)
-    last_path = run_dir / "checkpoints" / LAST_CHECKPOINT
-    logger = build_logger(cfg.logger)
-    callbacks = [*build_callbacks(cfg.callbacks), _SaveOnInterrupt(last_path)]
-    if not logger and any(isinstance(c, LearningRateMonitor) for c in callbacks):
-        print("lit_train: callbacks.lr_monitor is off, as logger=none gives it nowhere to log")
-        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=callbacks,
-        logger=logger,
-        default_root_dir=str(run_dir),
-        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
-        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
-    )
-    if logger:
-        trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer = build_trainer(cfg, run_dir)
 
-    status, fit_metrics, test_metrics, looked = "failed", {}, {}, {}
+    status, results = "failed", {}
     try:
         if cfg.action == "lr_find":
-            looked["lr_suggestion"] = find_lr(trainer, module, datamodule)
-            print(f"lit_train: suggested learning rate {looked['lr_suggestion']}")
+            results["lr_suggestion"] = find_lr(trainer, module, datamodule)
+            print(f"lit_train: suggested learning rate {results['lr_suggestion']}")
         elif cfg.action == "show_schedule":
-            path = run_dir / "lr_schedule.png"
-            looked["lr_schedule"] = show_schedule(trainer, module, datamodule, optimization, path)
-        elif cfg.train:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-            fit_metrics = {name: to_number(value) for name, value in sorted(trainer.callback_metrics.items())}
-            # Whatever the callbacks did, the final state is always kept as last.ckpt.
-            trainer.save_checkpoint(last_path)
-        if cfg.test and cfg.action == "train":
-            best = getattr(trainer.checkpoint_callback, "best_model_path", "")
-            ckpt = ("best" if best else None) if cfg.train else cfg.ckpt_path
-            results = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
-            test_metrics = {name: to_number(value) for name, value in (results[0] if results else {}).items()}
+            results["lr_schedule"] = show_schedule(trainer, module, datamodule, optimization, run_dir / "lr_schedule.png")
+        else:
+            results = _train_and_test(cfg, trainer, module, datamodule)
         status = "completed"
     except (KeyboardInterrupt, SystemExit):
         # Lightning turns Ctrl+C into SystemExit after its graceful shutdown.
         status = "interrupted"
         raise
     finally:
-        summary = {**_summarize(cfg, trainer, status, started, fit_metrics, test_metrics), **looked}
+        summary = _summarize(cfg, trainer, status, started, results)
         if trainer.is_global_zero:
             write_json_atomic(run_dir / "summary.json", summary)
             print(format_summary(summary))

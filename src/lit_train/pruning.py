@@ -1,0 +1,136 @@
+"""A sweep trial's side of pruning: report the monitored metric to the study, stop when the pruner says so.
+
+lit_train's Optuna sweeper (``hydra/sweeper=lit_optuna``) gives each job the
+overrides ``+trial.storage=<url> +trial.study=<name> +trial.number=<n>``; the
+runner then adds :class:`TrialPruning`, which re-opens that trial from the
+study's storage. The job can run in the sweeper's process or anywhere else that
+reaches the storage, so pruning works with any Hydra launcher.
+
+Optuna is imported when a trial is opened, not when this module is imported.
+"""
+
+import importlib
+import math
+from typing import Any
+
+import lightning.pytorch as L
+from lightning.pytorch.callbacks import Callback
+from typing_extensions import override
+
+#: Study user attribute where the sweeper leaves its pruner for the jobs: ``{"target": class path, "args": {...}}``.
+PRUNER_ATTR = "lit_train.pruner"
+#: Trial user attributes set by :class:`TrialPruning`: the report index at which the trial was pruned / diverged.
+PRUNED_ATTR = "lit_train.pruned_at"
+DIVERGED_ATTR = "lit_train.diverged_at"
+
+
+def open_trial(storage: str, study: str, number: int) -> Any:
+    """Re-opens trial ``number`` of ``study`` as a live :class:`optuna.trial.Trial`, with the sweep's pruner.
+
+    Raises:
+        ValueError: If the study or the trial is not in the storage.
+    """
+    import optuna
+
+    backend = optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 60}})
+    try:
+        study_id = backend.get_study_id_from_name(study)
+        trial_id = backend.get_trial_id_from_study_id_trial_number(study_id, number)
+    except KeyError as e:
+        raise ValueError(f"trial: no trial {number} of study {study!r} in {storage}") from e
+    spec = backend.get_study_user_attrs(study_id).get(PRUNER_ATTR, {"target": "optuna.pruners.NopPruner", "args": {}})
+    module, _, name = spec["target"].rpartition(".")
+    pruner = getattr(importlib.import_module(module), name)(**spec["args"])
+    return optuna.trial.Trial(optuna.load_study(study_name=study, storage=backend, pruner=pruner), trial_id)
+
+
+class TrialPruning(Callback):
+    """Reports ``monitor`` to an Optuna trial at every validation and stops training when the trial is pruned.
+
+    Each validation (not sanity checking) reports the value with ``step`` = the
+    number of validations before it (the epoch, when validating once an epoch),
+    so trials with different batch sizes are compared at the same point. A
+    pruned trial stops at once (``trainer.should_stop``); :attr:`pruned` tells
+    the runner, which records ``status: "pruned"`` and skips testing. A NaN or
+    infinite value is not reported: the trial is marked diverged and stops, and
+    the sweeper records it as failed. Only global rank zero talks to the study;
+    every rank stops together.
+
+    Args:
+        storage: The study's storage URL (e.g. ``sqlite:////abs/path/optuna.db``).
+        study: The study's name.
+        number: The trial's number in the study.
+        monitor: The metric to report (a key of ``trainer.callback_metrics``).
+
+    Attributes:
+        pruned: Whether the pruner stopped this trial.
+        stopped_reason: ``"pruned"``, ``"diverged"`` or ``None``.
+
+    Raises:
+        ValueError: For an empty storage, study or monitor, or a negative trial number.
+
+    Example::
+
+        trainer = L.Trainer(callbacks=[TrialPruning("sqlite:////tmp/s/optuna.db", "lit_train", 3, "val/loss")])
+    """
+
+    def __init__(self, storage: str, study: str, number: int, monitor: str) -> None:
+        for name, value in (("storage", storage), ("study", study), ("monitor", monitor)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"`{name}` must be a non-empty string, got {value!r}")
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+            raise ValueError(f"`number` must be an integer >= 0, got {number!r}")
+        self.storage, self.study, self.number, self.monitor = storage, study, number, monitor
+        self.pruned = False
+        self.stopped_reason: str | None = None
+        self._reports = 0
+        self._trial: Any = None
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(study=self.study, number=self.number)
+
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit" and trainer.is_global_zero and self._trial is None:
+            self._trial = open_trial(self.storage, self.study, self.number)
+
+    @override
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.stopped_reason is not None:
+            return
+        self._report(trainer)
+
+    def _report(self, trainer: L.Trainer) -> None:
+        decision = None
+        if trainer.is_global_zero and self._trial is not None:
+            value = trainer.callback_metrics.get(self.monitor)
+            decision = None if value is None else self._decide(float(value))
+        decision = trainer.strategy.broadcast(decision, src=0)
+        self._reports += 1
+        if decision is not None:
+            self.stopped_reason = decision
+            self.pruned = decision == "pruned"
+            trainer.should_stop = True
+
+    def _decide(self, value: float) -> str | None:
+        step = self._reports
+        if not math.isfinite(value):
+            self._trial.set_user_attr(DIVERGED_ATTR, step)
+            return "diverged"
+        self._trial.report(value, step)
+        if self._trial.should_prune():
+            self._trial.set_user_attr(PRUNED_ATTR, step)
+            return "pruned"
+        return None
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"reports": self._reports, "stopped_reason": self.stopped_reason}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._reports = state_dict.get("reports", 0)
+        self.stopped_reason = state_dict.get("stopped_reason")
+        self.pruned = self.stopped_reason == "pruned"
