@@ -77,3 +77,22 @@ def test_registry_metrics_match_the_modules():
 
     for target, spec in MODULES.items():
         assert getattr(modules, target.rsplit(".", 1)[1]).METRICS == spec.metrics
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["trainer.precision=bf16-mixed"],
+        ["trainer.gradient_clip_val=1.0", "trainer.gradient_clip_algorithm=norm"],
+        ["trainer.gradient_clip_val=0.5", "trainer.gradient_clip_algorithm=value"],
+        ["trainer.accumulate_grad_batches=2", "trainer.limit_train_batches=4"],
+        ["deterministic=true"],
+    ],
+    ids=["bf16", "clip-norm", "clip-value", "accumulate", "deterministic"],
+)
+def test_plain_trainer_keys(overrides, tmp_path):
+    cfg = compose_config([*FAST, *overrides], run_dir=tmp_path)
+    assert validate(cfg) == []
+    run(cfg)
+    summary = (tmp_path / "summary.json").read_text()
+    assert '"status": "completed"' in summary

@@ -22,6 +22,8 @@ PRUNER_ATTR = "lit_train.pruner"
 #: Trial user attributes set by :class:`TrialPruning`: the report index at which the trial was pruned / diverged.
 PRUNED_ATTR = "lit_train.pruned_at"
 DIVERGED_ATTR = "lit_train.diverged_at"
+#: Trial user attribute set by :class:`TrialPruning` when training raises: ``"<type>: <message>"``.
+ERROR_ATTR = "lit_train.error"
 
 
 def open_trial(storage: str, study: str, number: int) -> Any:
@@ -101,6 +103,14 @@ class TrialPruning(Callback):
         if trainer.sanity_checking or self.stopped_reason is not None:
             return
         self._report(trainer)
+
+    @override
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if self._trial is not None:
+            root = exception
+            while root.__cause__ is not None:
+                root = root.__cause__
+            self._trial.set_user_attr(ERROR_ATTR, f"{type(root).__name__}: {' '.join(str(root).split())}")
 
     def _report(self, trainer: L.Trainer) -> None:
         decision = None

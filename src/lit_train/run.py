@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from lit_train.checkpoint_io import AtomicCheckpointIO
 from lit_train.optim import Optimization, attach_optimizers
 from lit_train.registry import OPTIMIZER_KEYS, SCHEDULER_KEYS, SCHEDULERS
 from lit_train.summary import format_summary, to_number, write_json_atomic
@@ -117,11 +118,18 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     """The Trainer with the configured callbacks and logger, writing into ``run_dir``."""
     logger = build_logger(cfg.logger)
     callbacks = [*build_callbacks(cfg.callbacks), _SaveOnInterrupt(run_dir / "checkpoints" / LAST_CHECKPOINT)]
+    if "trial" in cfg:  # a trial of lit_train's Optuna sweeper: report to the study, stop when pruned
+        from lit_train.pruning import TrialPruning
+
+        callbacks.append(TrialPruning(**cfg.trial, monitor=cfg.monitor))
     if not logger and any(isinstance(c, LearningRateMonitor) for c in callbacks):
         print("lit_train: callbacks.lr_monitor is off, as logger=none gives it nowhere to log")
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    # Sharded strategies write checkpoint folders with their own IO.
+    sharded = str(cfg.trainer.get("strategy", "")).startswith(("fsdp", "deepspeed"))
     trainer = instantiate(
         cfg.trainer,
+        plugins=None if sharded else [AtomicCheckpointIO()],
         callbacks=callbacks,
         logger=logger,
         default_root_dir=str(run_dir),
@@ -133,6 +141,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     return trainer
 
 
+def _pruned(trainer: L.Trainer) -> bool:
+    """Whether a sweep's pruner stopped this run (see :mod:`lit_train.pruning`)."""
+    return any(getattr(callback, "pruned", False) for callback in trainer.callbacks)
+
+
 def _train_and_test(
     cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule
 ) -> dict[str, Any]:
@@ -142,7 +155,7 @@ def _train_and_test(
         results["final_metrics"] = {name: to_number(value) for name, value in sorted(trainer.callback_metrics.items())}
         # Whatever the callbacks did, the final state is always kept as last.ckpt.
         trainer.save_checkpoint(Path(cfg.run_dir) / "checkpoints" / LAST_CHECKPOINT)
-    if cfg.test:
+    if cfg.test and not _pruned(trainer):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")
         ckpt = ("best" if best else None) if cfg.train else cfg.ckpt_path
         tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
@@ -175,7 +188,7 @@ def run(cfg: DictConfig) -> float | None:
             results["lr_schedule"] = show_schedule(trainer, module, datamodule, optimization, run_dir / "lr_schedule.png")
         else:
             results = _train_and_test(cfg, trainer, module, datamodule)
-        status = "completed"
+        status = "pruned" if _pruned(trainer) else "completed"
     except (KeyboardInterrupt, SystemExit):
         # Lightning turns Ctrl+C into SystemExit after its graceful shutdown.
         status = "interrupted"

@@ -2,26 +2,15 @@
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from lit_train.atomic import atomic_write
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Writes ``data`` as JSON so that ``path`` is either the old or the complete new file, never partial."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, allow_nan=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
 
 
 def to_number(value: Any) -> float | None:

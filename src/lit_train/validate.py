@@ -137,6 +137,8 @@ LOGGER_PACKAGES = {
     "lightning.pytorch.loggers.WandbLogger": "wandb",
 }
 REQUIRED_GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks")
+#: ``trial.*``: added to each job by lit_train's Optuna sweeper (hydra/sweeper=lit_optuna), read by lit_train.pruning.
+TRIAL_RULES = {"storage": Text(), "study": Text(), "number": Number(0, integer=True)}
 
 
 def did_you_mean(word: str, options: Any) -> str:
@@ -317,6 +319,17 @@ def _check_paths(cfg: dict, problems: list[str]) -> None:
                             "choose another with hydra.run.dir=...")
 
 
+def _check_trial(trial: Any, problems: list[str]) -> None:
+    if not isinstance(trial, dict):
+        problems.append(f"trial: must be the sweeper's mapping of {', '.join(TRIAL_RULES)}, got {trial!r}")
+        return
+    _check_rules(trial, TRIAL_RULES, "trial.", problems)
+    for key in sorted(TRIAL_RULES.keys() - trial.keys()):
+        problems.append(f"trial.{key}: missing (the lit_optuna sweeper sets {', '.join(TRIAL_RULES)} together)")
+    for key in sorted(trial.keys() - TRIAL_RULES.keys()):
+        problems.append(f"trial.{key}: no such key{did_you_mean(key, TRIAL_RULES)} (keys: {', '.join(TRIAL_RULES)})")
+
+
 def validate(cfg: DictConfig) -> list[str]:
     """Returns every problem of a composed lit_train config (empty when it is fine).
 
@@ -345,6 +358,8 @@ def validate(cfg: DictConfig) -> list[str]:
     if "callbacks" in plain:
         _check_callbacks(plain["callbacks"], problems)
     _check_monitors(plain, logged, problems)
+    if "trial" in plain:
+        _check_trial(plain["trial"], problems)
     _check_packages(plain, problems)
     _check_targets(plain, problems)
     _check_paths(plain, problems)

@@ -1,0 +1,440 @@
+"""The Optuna study behind ``hydra/sweeper=lit_optuna``: search space, ask / launch / tell, resume, best trial.
+
+Each trial is one Hydra job. The sweeper asks Optuna for a trial, turns its
+parameters into overrides, adds ``+trial.storage=... +trial.study=...
++trial.number=...`` so that the job can report to the trial and be pruned (see
+:mod:`lit_train.pruning`), launches it through the configured launcher, and
+tells the study how it ended: complete (the job's returned metric), pruned, or
+failed (an exception, a non-zero exit, no metric, NaN or divergence). A failed
+trial never ends the sweep.
+
+The study lives in a SQLite file in the sweep directory, so running the same
+command with the same ``hydra.sweep.dir`` continues it: ``n_trials`` is the
+study's total, and job directories are numbered by trial number.
+"""
+
+import difflib
+import importlib
+import logging
+import math
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, Transformer
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus, configure_log
+from hydra.errors import HydraException
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import Trial, TrialState
+
+from hydra_plugins.lit_train_optuna_sweeper.config import PRUNERS, SAMPLERS
+
+log = logging.getLogger(__name__)
+
+#: Tags that ``tag(...)`` may put on a range or an interval.
+TAGS = ("log",)
+#: The study's SQLite file and the best trial's file, in the sweep directory.
+STORAGE_FILE = "optuna.db"
+BEST_FILE = "best.yaml"
+#: Trial user attributes the sweeper keeps: the job's overrides, its directory, and why it failed.
+OVERRIDES_ATTR = "lit_train.overrides"
+RUN_DIR_ATTR = "lit_train.run_dir"
+FAILURE_ATTR = "lit_train.failure"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
+DIRECTIONS = {"min": "minimize", "max": "maximize"}
+
+
+class SweeperConfigError(HydraException):
+    """Bad sweeper settings or search space; the message has one line per problem."""
+
+
+def _did_you_mean(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _one_line(error: BaseException) -> str:
+    """The root cause's message on one line (Hydra wraps errors raised by constructors)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return " ".join(str(error).split())
+
+
+def _quote(text: str) -> str:
+    """``text`` as a quoted Hydra override value."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched key: its override key, Optuna distribution, and for choices the override text of each choice."""
+
+    key: str
+    distribution: BaseDistribution
+    texts: dict[Any, str] | None = None
+
+    def override(self, value: Any) -> str:
+        if self.texts is not None:
+            return f"{self.key}={self.texts[value]}"
+        return f"{self.key}={value!r}"
+
+
+def _value_text(override: Override) -> str:
+    return str(override.input_line).partition("=")[2]
+
+
+def _param(override: Override, path: str, problems: list[str]) -> Param | None:
+    """The :class:`Param` of a sweep override (``None`` after reporting a problem)."""
+    key = override.get_key_element()
+    value = override.value()
+    tags = set(getattr(value, "tags", None) or ())
+    for tag in sorted(tags - set(TAGS)):
+        problems.append(f"{path}: unknown tag {tag!r}{_did_you_mean(tag, TAGS)} (tags: {', '.join(TAGS)})")
+    log_scale = "log" in tags
+    if override.is_interval_sweep():
+        low, high = value.start, value.end
+        if not low < high:
+            problems.append(f"{path}: interval({low:g}, {high:g}) must have start < end")
+        elif log_scale and low <= 0:
+            problems.append(f"{path}: a log interval must be above 0, got interval({low:g}, {high:g})")
+        else:
+            return Param(key, FloatDistribution(low, high, log=log_scale))
+        return None
+    if override.is_choice_sweep() or override.is_range_sweep():
+        values = list(override.sweep_iterator(transformer=Transformer.identity))
+        if not values:
+            problems.append(f"{path}: {_value_text(override)} has no values")
+            return None
+        is_int_range = (override.is_range_sweep() and not value.shuffle
+                        and all(isinstance(v, int) and not isinstance(v, bool) for v in values))
+        if is_int_range:
+            step = abs(int(value.step))
+            if log_scale and (step != 1 or min(values) <= 0):
+                problems.append(f"{path}: a log range needs step 1 and values above 0, got "
+                                f"{_value_text(override)}")
+                return None
+            return Param(key, IntDistribution(min(values), max(values), log=log_scale, step=step))
+        if log_scale:
+            problems.append(f"{path}: tag(log, ...) applies to interval() and integer range(), "
+                            f"not to {_value_text(override)}")
+            return None
+        texts = {Transformer.encode(v): Transformer.str(v) for v in values}
+        return Param(key, CategoricalDistribution(list(texts)), texts)
+    problems.append(f"{path}: {_value_text(override)} is not a search space; use interval(), "
+                    "tag(log,interval()), choice() or range()")
+    return None
+
+
+def parse_search_space(params: dict[str, Any], arguments: list[str]) -> tuple[list[Param], list[str], list[str]]:
+    """Splits ``hydra.sweeper.params`` and the command line into searched keys and overrides shared by every trial.
+
+    A key on the command line replaces the same key in ``params``.
+
+    Returns:
+        The searched params, the fixed overrides, and the problems found (one line each).
+    """
+    parser = OverridesParser.create()
+    problems: list[str] = []
+    chosen: dict[str, tuple[str, Override]] = {}
+    lines = [(f"hydra.sweeper.params.{key}", f"{key}={value}") for key, value in (params or {}).items()]
+    lines += [(f"command line: {line}", line) for line in arguments]
+    for path, line in lines:
+        try:
+            (override,) = parser.parse_overrides([line])
+        except HydraException as e:
+            problems.append(f"{path}: {str(e).splitlines()[0]}")
+            continue
+        if override.key_or_group == "trial" or override.key_or_group.startswith("trial."):
+            problems.append(f"{path}: the trial.* keys are set by the sweeper for each trial")
+            continue
+        chosen[override.key_or_group] = (path, override)
+    space, fixed = [], []
+    for path, override in chosen.values():
+        if override.is_sweep_override():
+            param = _param(override, path, problems)
+            if param is not None:
+                space.append(param)
+        else:
+            fixed.append(override.input_line)
+    return space, fixed, problems
+
+
+def _build(kind: str, registry: dict[str, str], name: str, args: dict[str, Any], problems: list[str]) -> Any:
+    """The sampler / pruner called ``name``, or ``None`` after reporting a problem."""
+    if name not in registry:
+        problems.append(f"hydra.sweeper.{kind}: unknown {kind} {name!r}{_did_you_mean(name, registry)} "
+                        f"(choose from {', '.join(sorted(registry))})")
+        return None
+    module, _, cls = registry[name].rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), cls)(**args)
+    except (TypeError, ValueError, ImportError) as e:
+        problems.append(f"hydra.sweeper.{kind}_args: {registry[name]} rejects {args}: {e}")
+        return None
+
+
+@dataclass
+class _Outcome:
+    state: TrialState
+    value: float | None = None
+    note: str = ""
+
+
+class LitOptunaSweeperImpl:
+    """See :class:`hydra_plugins.lit_train_optuna_sweeper.config.LitOptunaSweeperConf` for the arguments."""
+
+    def __init__(
+        self,
+        n_trials: int,
+        n_jobs: int,
+        sampler: str,
+        seed: int | None,
+        sampler_args: dict[str, Any],
+        pruner: str,
+        pruner_args: dict[str, Any],
+        study_name: str,
+        storage: str | None,
+        params: dict[str, Any],
+    ) -> None:
+        self.n_trials, self.n_jobs = n_trials, n_jobs
+        self.sampler_name, self.seed = sampler, seed
+        self.sampler_args = dict(sampler_args or {})
+        self.pruner_name, self.pruner_args = pruner, dict(pruner_args or {})
+        self.study_name, self.storage = study_name, storage
+        self.params = dict(params or {})
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.launcher: Launcher | None = None
+        self._storage: Any = None
+        self._study_id = -1
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    # -- settings ---------------------------------------------------------------------------------------------
+
+    def _check(self, arguments: list[str]) -> tuple[list[Param], list[str], str]:
+        problems = []
+        for name in ("n_trials", "n_jobs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"hydra.sweeper.{name}: must be an integer >= 1, got {value!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            problems.append(f"hydra.sweeper.seed: must be an integer or null, got {self.seed!r}")
+        if not self.study_name:
+            problems.append("hydra.sweeper.study_name: must be a non-empty name")
+        for kind, name, registry in (("sampler", self.sampler_name, SAMPLERS), ("pruner", self.pruner_name, PRUNERS)):
+            if name not in registry:
+                problems.append(f"hydra.sweeper.{kind}: unknown {kind} {name!r}{_did_you_mean(name, registry)} "
+                                f"(choose from {', '.join(sorted(registry))})")
+        mode = OmegaConf.select(self.config, "mode")
+        if mode not in DIRECTIONS:
+            problems.append(f"mode: the sweep's direction comes from mode, which must be one of 'max', 'min', got {mode!r}")
+        space, fixed, more = parse_search_space(self.params, arguments)
+        problems += more
+        if not space and not more:
+            problems.append("hydra.sweeper.params: nothing to search; give a range, e.g. "
+                            "optimizer.lr=tag(log,interval(1e-4,1e-1))")
+        if problems:
+            raise SweeperConfigError("\n".join(["lit_optuna sweeper: bad settings", *problems]))
+        return space, fixed, DIRECTIONS[mode]
+
+    def _sampler_and_pruner(self, seed: int | None) -> tuple[Any, Any]:
+        problems: list[str] = []
+        sampler_args = {**({"seed": seed} if seed is not None else {}), **self.sampler_args}
+        sampler = _build("sampler", SAMPLERS, self.sampler_name, sampler_args, problems)
+        pruner = _build("pruner", PRUNERS, self.pruner_name, self.pruner_args, problems)
+        if problems:
+            raise SweeperConfigError("\n".join(["lit_optuna sweeper: bad settings", *problems]))
+        return sampler, pruner
+
+    # -- the sweep ----------------------------------------------------------------------------------------------
+
+    def sweep(self, arguments: list[str]) -> list[JobReturn]:
+        assert self.config is not None and self.launcher is not None
+        space, fixed, direction = self._check(arguments)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        url = self.storage or f"sqlite:///{sweep_dir / STORAGE_FILE}"
+        storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        existing = self._existing_trials(storage)
+        # A resumed study gets a fresh but reproducible sampler seed, so that a seeded sampler does not
+        # propose the first trials' parameters again.
+        seed = None if self.seed is None else self.seed + existing
+        sampler, pruner = self._sampler_and_pruner(seed)
+        study = optuna.create_study(storage=storage, sampler=sampler, pruner=pruner, study_name=self.study_name,
+                                    direction=direction, load_if_exists=True)
+        # Read trials through the storage itself: the study caches them, but the jobs write reports and attributes.
+        self._storage, self._study_id = storage, storage.get_study_id_from_name(self.study_name)
+        if study.direction.name.lower() != direction:
+            raise SweeperConfigError(f"lit_optuna sweeper: study {self.study_name!r} in {url} is to "
+                                     f"{study.direction.name.lower()}, but mode={self.config.mode} asks to {direction};"
+                                     " use another hydra.sweep.dir or hydra.sweeper.study_name")
+        from lit_train.pruning import PRUNER_ATTR  # imports Lightning: after the settings are checked
+
+        study.set_user_attr(PRUNER_ATTR, {"target": PRUNERS[self.pruner_name], "args": self.pruner_args})
+        self._fail_stale(study)
+        done = len(study.get_trials(deepcopy=False, states=FINISHED))
+        todo = max(0, self.n_trials - done)
+        log.info(f"Study {self.study_name!r} in {url}: {done} trial(s) done, {todo} to run "
+                 f"({self.sampler_name} sampler, {self.pruner_name} pruner, {direction} {self.config.monitor})")
+        at_once = self._trials_at_once()
+        returns: list[JobReturn] = []
+        while todo > 0:
+            batch = [self._ask(study, space, fixed, url) for _ in range(min(at_once, todo))]
+            returns += self._run(study, batch)
+            todo -= len(batch)
+        self._finish(study, sweep_dir)
+        return returns
+
+    def _existing_trials(self, storage: Any) -> int:
+        try:
+            study_id = storage.get_study_id_from_name(self.study_name)
+        except KeyError:
+            return 0
+        return len(storage.get_all_trials(study_id, deepcopy=False))
+
+    def _trials_at_once(self) -> int:
+        in_process = type(self.launcher).__name__ == "BasicLauncher"
+        if in_process and self.n_jobs > 1:
+            log.warning(f"hydra.sweeper.n_jobs={self.n_jobs}: the basic launcher runs trials one after another in "
+                        "this process; use a parallel launcher (joblib, submitit) to run trials at once")
+        return 1 if in_process else self.n_jobs
+
+    def _frozen(self, number: int) -> optuna.trial.FrozenTrial:
+        """Trial ``number`` as the storage has it now."""
+        return self._storage.get_trial(self._storage.get_trial_id_from_study_id_trial_number(self._study_id, number))
+
+    def _fail_stale(self, study: optuna.Study) -> None:
+        """Trials left running by an interrupted sweep are recorded as failed (they count as run)."""
+        for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            trial_id = self._storage.get_trial_id_from_study_id_trial_number(self._study_id, stale.number)
+            self._storage.set_trial_user_attr(trial_id, FAILURE_ATTR, "interrupted")
+            study.tell(stale.number, state=TrialState.FAIL)
+            log.info(f"Trial {stale.number}: left running by an earlier sweep, recorded as failed")
+
+    def _ask(self, study: optuna.Study, space: list[Param], fixed: list[str], url: str) -> tuple[Trial, list[str]]:
+        trial = study.ask({param.key: param.distribution for param in space})
+        overrides = [*fixed, *(param.override(trial.params[param.key]) for param in space)]
+        trial.set_user_attr(OVERRIDES_ATTR, overrides)
+        keys = [f"+trial.storage={_quote(url)}", f"+trial.study={_quote(study.study_name)}", f"+trial.number={trial.number}"]
+        return trial, [*overrides, *keys]
+
+    def _run(self, study: optuna.Study, batch: list[tuple[Trial, list[str]]]) -> list[JobReturn]:
+        """Launches ``batch`` (trial numbers in order) and tells the study how each trial ended."""
+        assert self.launcher is not None
+        first = batch[0][0].number
+        told: set[int] = set()
+        try:
+            try:
+                returns = list(self.launcher.launch([overrides for _, overrides in batch], initial_job_idx=first))
+            except SystemExit as stop:
+                # lit_train's CLI exits after reporting a failed run: the trial failed, the sweep goes on.
+                # The same exit after Ctrl+C (summary.json says "interrupted") ends the sweep.
+                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+                if len(batch) != 1 or self._job_status(*batch[0]) not in ("failed", None):
+                    raise
+                from lit_train.pruning import ERROR_ATTR
+
+                trial, overrides = batch[0]
+                error = self._frozen(trial.number).user_attrs.get(ERROR_ATTR, f"the job exited with code {stop.code}")
+                self._tell(study, trial, _Outcome(TrialState.FAIL, note=error), self._job_dir(overrides, trial.number))
+                return []
+            for (trial, _), ret in zip(batch, returns):
+                self._tell(study, trial, self._outcome(trial, ret), ret.hydra_cfg.hydra.runtime.output_dir)
+                told.add(trial.number)
+            return returns
+        except BaseException:
+            for trial, _ in batch:
+                if trial.number not in told and self._frozen(trial.number).state == TrialState.RUNNING:
+                    trial.set_user_attr(FAILURE_ATTR, "interrupted")
+                    study.tell(trial, state=TrialState.FAIL)
+            raise
+
+    def _job_dir(self, overrides: list[str], number: int) -> Path:
+        assert self.hydra_context is not None and self.config is not None
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(cfg):
+            cfg.hydra.job.num = cfg.hydra.job.id = number
+        return Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
+
+    def _job_status(self, trial: Trial, overrides: list[str]) -> str | None:
+        import json
+
+        summary = self._job_dir(overrides, trial.number) / "summary.json"
+        return json.loads(summary.read_text()).get("status") if summary.is_file() else None
+
+    def _outcome(self, trial: Trial, ret: JobReturn) -> _Outcome:
+        from lit_train.pruning import DIVERGED_ATTR, ERROR_ATTR, PRUNED_ATTR
+
+        attrs = self._frozen(trial.number).user_attrs
+        if PRUNED_ATTR in attrs:
+            return _Outcome(TrialState.PRUNED, note=f"pruned after {attrs[PRUNED_ATTR] + 1} validation(s)")
+        if ret.status != JobStatus.COMPLETED:
+            error = ret._return_value
+            return _Outcome(TrialState.FAIL, note=attrs.get(ERROR_ATTR) or f"{type(error).__name__}: {_one_line(error)}")
+        if DIVERGED_ATTR in attrs:
+            return _Outcome(TrialState.FAIL, note=f"diverged: {self.config.monitor} was not finite at validation "
+                                                  f"{attrs[DIVERGED_ATTR] + 1}")
+        value = ret.return_value
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return _Outcome(TrialState.FAIL, note=f"the job returned {value!r}, not a number")
+        if not math.isfinite(value):
+            return _Outcome(TrialState.FAIL, note=f"the job returned {value}")
+        return _Outcome(TrialState.COMPLETE, value)
+
+    def _tell(self, study: optuna.Study, trial: Trial, outcome: _Outcome, run_dir: Any) -> None:
+        trial.set_user_attr(RUN_DIR_ATTR, str(run_dir))
+        if outcome.state == TrialState.FAIL:
+            trial.set_user_attr(FAILURE_ATTR, outcome.note)
+        study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
+        if outcome.state == TrialState.COMPLETE:
+            log.info(f"Trial {trial.number}: {self.config.monitor} = {outcome.value:.6g}")
+        else:
+            log.info(f"Trial {trial.number}: {STATE_NAMES[outcome.state]} ({outcome.note})")
+
+    # -- the end ------------------------------------------------------------------------------------------------
+
+    def _finish(self, study: optuna.Study, sweep_dir: Path) -> None:
+        trials = study.get_trials(deepcopy=False)
+        tally = {STATE_NAMES[state]: sum(t.state == state for t in trials) for state in FINISHED}
+        counts = ", ".join(f"{n} {name}" for name, n in tally.items())
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        if not complete:
+            print(f"lit_train: no trial of study {study.study_name!r} completed ({counts}); no {BEST_FILE} written")
+            return
+        best = study.best_trial
+        overrides = list(best.user_attrs.get(OVERRIDES_ATTR, [f"{k}={v!r}" for k, v in best.params.items()]))
+        monitor, mode = str(self.config.monitor), str(self.config.mode)
+        record = {
+            "study": study.study_name,
+            "trial": best.number,
+            "monitor": monitor,
+            "mode": mode,
+            "value": best.value,
+            "params": dict(best.params),
+            "overrides": overrides,
+            "command": " ".join(["python -m lit_train", *(shlex.quote(o) for o in overrides)]),
+            "run_dir": best.user_attrs.get(RUN_DIR_ATTR),
+            "trials": tally,
+        }
+        path = sweep_dir / BEST_FILE
+        header = f"# Best trial of study {study.study_name!r}; rerun it with the command below.\n"
+        path.write_text(header + OmegaConf.to_yaml(OmegaConf.create(record)))
+        print(f"lit_train: best of {len(trials)} trials ({counts}): trial {best.number}, {monitor} {best.value:.6g} ({mode})")
+        print(f"  {' '.join(overrides)}")
+        print(f"  written to {path}")

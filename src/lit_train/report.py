@@ -1,0 +1,299 @@
+"""``python -m lit_train.report DIR``: compare the runs of a multirun or sweep in one picture and a leaderboard.
+
+Every job directory under ``DIR`` (any folder with ``.hydra/overrides.yaml``)
+is one run. The report reads each run's ``.hydra`` files, ``summary.json`` and
+``metrics.csv`` (the CSV logger's) and writes into ``DIR``:
+
+- ``report.png``: the training loss and the validation curves of every run on
+  shared axes, one line per run, the legend naming each run by the overrides
+  that differ between runs (those all runs share are in the title);
+- ``leaderboard.md`` and ``leaderboard.csv``: one row per run (overrides, best
+  value of the monitored metric, the step it was reached at, steps run, wall
+  time, status, why it stopped), best first by the runs' ``monitor``/``mode``.
+
+Every lit_train multirun writes this report when it ends (``hydra.callbacks.report``
+in the root config), whichever sweeper ran it.
+"""
+
+import csv
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+PLOT_FILE = "report.png"
+MARKDOWN_FILE = "leaderboard.md"
+CSV_FILE = "leaderboard.csv"
+#: Overrides the sweeper adds to each job for pruning: not part of what a run tried.
+HIDDEN_PREFIXES = ("+trial.", "++trial.", "trial.")
+#: Training-loss columns of metrics.csv, in order of preference (per step first).
+TRAIN_KEYS = ("train/loss_step", "train/loss", "train/loss_epoch")
+COLUMNS = ("rank", "run", "overrides", "best", "best_step", "steps", "wall_time_s", "status", "stopped_reason")
+
+
+@dataclass
+class Run:
+    """One job of a multirun, as its files describe it."""
+
+    name: str
+    path: Path
+    overrides: list[str]
+    summary: dict[str, Any] | None
+    config: dict[str, Any]
+    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return self.summary["status"] if self.summary else "failed"
+
+    def best(self, monitor: str, mode: str) -> tuple[float | None, int | None]:
+        """The best value of ``monitor`` and the step it was logged at."""
+        points = [(value, step) for step, value in self.curves.get(monitor, []) if math.isfinite(value)]
+        best_point = (min if mode == "min" else max)(points, default=None, key=lambda p: p[0]) if points else None
+        value = None
+        if self.summary:
+            value = _number(self.summary.get("best_score"))
+            value = value if value is not None else _number(self.summary.get("final_monitor_value"))
+        if value is None and best_point is not None:
+            value = best_point[0]
+        step = best_point[1] if best_point is not None else (self.summary or {}).get("global_step")
+        return value, step
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _read_curves(path: Path) -> dict[str, list[tuple[int, float]]]:
+    curves: dict[str, list[tuple[int, float]]] = {}
+    if not path.is_file():
+        return curves
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            step = row.get("step")
+            if not step:
+                continue
+            for key, text in row.items():
+                if key in ("step", "epoch") or not text:
+                    continue
+                try:
+                    curves.setdefault(key, []).append((int(float(step)), float(text)))
+                except ValueError:
+                    continue
+    return curves
+
+
+def _job_sort_key(path: Path) -> tuple:
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts)
+
+
+def find_runs(sweep_dir: Path | str) -> list[Run]:
+    """Every job under ``sweep_dir``, in job order."""
+    sweep_dir = Path(sweep_dir)
+    runs = []
+    for overrides_file in sweep_dir.rglob(".hydra/overrides.yaml"):
+        job_dir = overrides_file.parent.parent
+        if job_dir == sweep_dir:
+            continue
+        overrides = [str(o) for o in OmegaConf.to_container(OmegaConf.load(overrides_file))]
+        summary_file = job_dir / "summary.json"
+        config_file = job_dir / ".hydra" / "config.yaml"
+        runs.append(Run(
+            name=str(job_dir.relative_to(sweep_dir)),
+            path=job_dir,
+            overrides=[o for o in overrides if not o.startswith(HIDDEN_PREFIXES)],
+            summary=json.loads(summary_file.read_text()) if summary_file.is_file() else None,
+            config=OmegaConf.to_container(OmegaConf.load(config_file)) if config_file.is_file() else {},
+            curves=_read_curves(job_dir / "metrics.csv"),
+        ))
+    return sorted(runs, key=lambda run: _job_sort_key(Path(run.name)))
+
+
+def _monitor_and_mode(runs: list[Run]) -> tuple[str, str]:
+    for run in runs:
+        source = run.summary or run.config
+        if source.get("monitor") and source.get("mode") in ("min", "max"):
+            return str(source["monitor"]), str(source["mode"])
+    return "val/loss", "min"
+
+
+def leaderboard(runs: list[Run], monitor: str, mode: str) -> list[dict[str, Any]]:
+    """One row per run (keys :data:`COLUMNS`), best first; runs without a value last, in job order."""
+    rows = []
+    for run in runs:
+        best, step = run.best(monitor, mode)
+        rows.append({
+            "run": run.name,
+            "overrides": " ".join(run.overrides),
+            "best": best,
+            "best_step": step,
+            "steps": (run.summary or {}).get("global_step"),
+            "wall_time_s": (run.summary or {}).get("wall_time_s"),
+            "status": run.status,
+            "stopped_reason": (run.summary or {}).get("stopped_reason"),
+        })
+    sign = 1 if mode == "min" else -1
+    ordered = sorted(rows, key=lambda row: (row["best"] is None, sign * row["best"] if row["best"] is not None else 0))
+    return [{"rank": i + 1, **row} for i, row in enumerate(ordered)]
+
+
+def _shared_overrides(runs: list[Run]) -> list[str]:
+    if not runs:
+        return []
+    return [o for o in runs[0].overrides if all(o in run.overrides for run in runs[1:])]
+
+
+def _short(override: str) -> str:
+    """``optimizer.lr=0.0023457`` -> ``optimizer.lr=0.00235``: readable legends."""
+    key, sep, value = override.partition("=")
+    if sep and re.fullmatch(r"-?\d*\.\d+(e-?\d+)?|-?\d+e-?\d+", value):
+        return f"{key}={float(value):.3g}"
+    return override
+
+
+def _label(run: Run, shared: list[str]) -> str:
+    own = [_short(o) for o in run.overrides if o not in shared]
+    return f"#{run.name} " + (" ".join(own) if own else "(defaults)")
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def write_leaderboard(rows: list[dict[str, Any]], sweep_dir: Path, monitor: str, mode: str, shared: list[str]) -> None:
+    with (sweep_dir / CSV_FILE).open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({key: ("" if row[key] is None else row[key]) for key in COLUMNS} for row in rows)
+    header = ["#", "run", "overrides", f"best {monitor} ({mode})", "at step", "steps", "wall time (s)", "status",
+              "stopped"]
+    lines = [f"# Leaderboard: {sweep_dir.name}", ""]
+    if shared:
+        lines += [f"Every run: `{' '.join(shared)}`", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        own = " ".join(o for o in row["overrides"].split(" ") if o not in shared) if row["overrides"] else ""
+        cells = [row["rank"], row["run"], f"`{own}`" if own else "", *(_format(row[k]) for k in COLUMNS[3:])]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    (sweep_dir / MARKDOWN_FILE).write_text("\n".join(lines) + "\n")
+
+
+def _panels(runs: list[Run], monitor: str) -> list[tuple[str, str]]:
+    keys = {key for run in runs for key in run.curves}
+    panels = []
+    train = next((key for key in TRAIN_KEYS if key in keys), None)
+    if train:
+        panels.append((train, "training loss"))
+    for key in dict.fromkeys(("val/loss", monitor)):
+        if key in keys:
+            panels.append((key, f"validation: {key}"))
+    return panels
+
+
+def plot(runs: list[Run], rows: list[dict[str, Any]], path: Path, monitor: str, title: str) -> bool:
+    """Draws every run's curves into ``path``; ``False`` if no run logged anything to draw."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    panels = _panels(runs, monitor)
+    if not panels:
+        return False
+    by_name = {run.name: run for run in runs}
+    ordered = [by_name[row["run"]] for row in rows]  # legend in leaderboard order
+    shared = _shared_overrides(runs)
+    legend_rows = math.ceil(len(ordered) / (1 if len(ordered) <= 8 else 2))
+    fig = Figure(figsize=(6 * len(panels), 4.2 + 0.22 * legend_rows), layout="constrained")
+    axes = fig.subplots(1, len(panels), sharex=True, squeeze=False)[0]
+    colors = [f"C{i % 10}" for i in range(len(ordered))]
+    handles = []
+    for rank, (run, color) in enumerate(zip(ordered, colors)):
+        style = {"pruned": "--", "failed": ":"}.get(run.status, "-")
+        width = 2.4 if rank == 0 else 1.2
+        for ax, (key, _) in zip(axes, panels):
+            points = [(s, v) for s, v in run.curves.get(key, []) if math.isfinite(v)]
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, style, color=color, linewidth=width, alpha=0.9)
+        best = rows[rank]["best"]
+        suffix = "" if best is None else f"  [{best:.4g}]"
+        suffix += "" if run.status == "completed" else f" {run.status}"
+        handles.append(Line2D([], [], linestyle=style, color=color, linewidth=width, label=_label(run, shared) + suffix))
+    for ax, (key, name) in zip(axes, panels):
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.set_ylabel(key)
+        ax.grid(True, alpha=0.3)
+        values = [v for run in runs for _, v in run.curves.get(key, []) if math.isfinite(v)]
+        if "loss" in key and values and min(values) > 0 and max(values) / min(values) > 20:
+            ax.set_yscale("log")
+    fig.suptitle(title, fontsize=11)
+    fig.legend(handles=handles, loc="outside lower center", ncol=1 if len(ordered) <= 8 else 2, fontsize=8,
+               frameon=False, title=f"run, overrides  [best {monitor}]", title_fontsize=8)
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def write_report(sweep_dir: Path | str) -> list[Path]:
+    """Writes the plot and the leaderboard of the runs under ``sweep_dir``; returns the files written.
+
+    Raises:
+        FileNotFoundError: If ``sweep_dir`` holds no job directory.
+    """
+    sweep_dir = Path(sweep_dir)
+    runs = find_runs(sweep_dir)
+    if not runs:
+        raise FileNotFoundError(f"no runs under {sweep_dir} (a run is a folder with .hydra/overrides.yaml)")
+    monitor, mode = _monitor_and_mode(runs)
+    rows = leaderboard(runs, monitor, mode)
+    shared = _shared_overrides(runs)
+    write_leaderboard(rows, sweep_dir, monitor, mode, shared)
+    written = [sweep_dir / MARKDOWN_FILE, sweep_dir / CSV_FILE]
+    title = f"{len(runs)} runs in {sweep_dir.name}" + (f" ({' '.join(_short(o) for o in shared)})" if shared else "")
+    if plot(runs, rows, sweep_dir / PLOT_FILE, monitor, title):
+        written.insert(0, sweep_dir / PLOT_FILE)
+    return written
+
+
+class ReportCallback(Callback):
+    """Hydra callback: writes the report into the sweep directory when a multirun ends."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            written = write_report(sweep_dir)
+        except (OSError, ValueError) as error:
+            print(f"lit_train: no report for {sweep_dir}: {error}", file=sys.stderr)
+            return
+        print(f"lit_train: report of the sweep: {', '.join(str(p) for p in written)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lit_train.report DIR``."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0].startswith("-"):
+        print("usage: python -m lit_train.report DIR   (a multirun or sweep directory)", file=sys.stderr)
+        return 2
+    try:
+        written = write_report(args[0])
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
