@@ -37,3 +37,14 @@ def test_show_schedule_matches_the_formula(overrides, expected, tmp_path):
     for step in (0, 1, 39, 40, 41, 200, 399):
         assert lrs[step] == pytest.approx(expected(step, 1e-3, 400), rel=1e-6, abs=1e-12)
     assert (tmp_path / "lr_schedule.png").is_file()
+
+
+def test_warmup_from_the_cli_logs_the_warmed_lr(tmp_path):
+    import csv
+
+    cfg = compose_config(["+callbacks=warmup", "callbacks.warmup.ratio=0.25", "scheduler=none", "trainer.max_epochs=2",
+                          "trainer.log_every_n_steps=1", "callbacks.progress_bar=null", "test=false"], run_dir=tmp_path)
+    run(cfg)
+    rows = [r for r in csv.DictReader((tmp_path / "metrics.csv").open()) if r.get("lr-AdamW/pg1")]
+    lrs = [float(r["lr-AdamW/pg1"]) for r in rows]
+    assert lrs[:3] == pytest.approx([0.0, 1e-4, 2e-4]) and lrs[-1] == pytest.approx(1e-3)

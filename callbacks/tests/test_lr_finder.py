@@ -16,6 +16,7 @@ import lightning.pytorch as L
 import pytest
 import torch
 from _tiny import MemoryLogger, tiny_loader, tiny_trainer
+from lightning.pytorch.plugins import MixedPrecision
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import nn
 from torch.optim import lr_scheduler as sched
@@ -263,6 +264,20 @@ def test_range_test_leaves_no_trace_on_training(loader):
     assert with_finder.lrs[:30] == finder.lrs  # the optimizer's updates: 30 test steps, then the real run
     assert with_finder.lrs[30:] == without.lrs
     assert trainer_with.callback_metrics["train_loss_epoch"] == trainer_without.callback_metrics["train_loss_epoch"]
+
+
+def test_fp16_scaler_state_is_restored_and_accumulation_is_honoured():
+    """Under an fp16 grad scaler the test's overflows back the scale off; the real run must not notice."""
+    runs = []
+    for callbacks in ([LRFinder(num_steps=20, apply=False, plot=False)], []):
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+        module, _ = train(callbacks, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)], accumulate_grad_batches=2)
+        runs.append((module, scaler.get_scale()))
+    (with_finder, scale_with), (without, scale_without) = runs
+    assert with_finder.calls == without.calls + 2 * 20  # each test step accumulates two batches
+    assert scale_with == scale_without
+    for (name, got), want in zip(with_finder.state_dict().items(), without.state_dict().values()):
+        assert torch.equal(got, want), name
 
 
 def test_suggestion_is_applied_to_a_partial_built_optimizer_and_its_scheduler():

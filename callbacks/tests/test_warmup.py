@@ -14,7 +14,7 @@ from lightning.pytorch.plugins import MixedPrecision
 from torch import nn
 from torch.optim import lr_scheduler as sched
 
-from lit_callbacks import Warmup
+from lit_callbacks import LRFinder, Warmup
 
 
 @pytest.fixture(autouse=True)
@@ -249,6 +249,18 @@ def test_learning_rate_monitor_listed_after_warmup_logs_the_warmed_lr():
 def test_learning_rate_monitor_listed_first_gets_a_warning():
     with pytest.warns(UserWarning, match="LearningRateMonitor comes before Warmup in `callbacks`"):
         fit(Recorder(), [LearningRateMonitor(), Warmup(steps=WARMUP)], logger=MemoryLogger())
+
+
+@pytest.mark.parametrize("finder_first", [True, False])
+def test_an_lr_range_test_is_not_warmed_and_its_suggestion_is(finder_first):
+    finder = LRFinder(min_lr=1e-3, max_lr=1.0, num_steps=10, method="minimum", plot=False)
+    warmup = Warmup(steps=WARMUP, start_factor=0.1)
+    module = Recorder("ExponentialLR")
+    fit(module, [finder, warmup] if finder_first else [warmup, finder])
+    assert module.lrs[:10] == finder.lrs == finder.schedule()  # the test's own LRs, untouched by the warmup
+    scale = finder.suggestion / LR
+    expected = [lr * scale * warmup.factor(k, WARMUP) for k, lr in enumerate(pytorch_curve("ExponentialLR", "step"))]
+    assert module.lrs[10:] == pytest.approx(expected, rel=1e-12)
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -12,6 +12,7 @@ from typing import Any
 import lightning.pytorch as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar
+from lit_callbacks import Warmup
 from omegaconf import DictConfig, OmegaConf
 
 from lit_train.checkpoint_io import AtomicCheckpointIO
@@ -43,8 +44,12 @@ def build_optimization(optimizer_cfg: DictConfig, scheduler_cfg: DictConfig) -> 
 
 
 def build_callbacks(callbacks_cfg: DictConfig) -> list[Callback]:
-    """One callback per named entry of the ``callbacks`` group; entries set to ``null`` are switched off."""
-    return [instantiate(entry, _convert_="all") for entry in callbacks_cfg.values() if entry is not None]
+    """One callback per named entry of the ``callbacks`` group; entries set to ``null`` are switched off.
+
+    Warmup goes first, whatever the config order: the LR monitor must see the warmed LR.
+    """
+    callbacks = [instantiate(entry, _convert_="all") for entry in callbacks_cfg.values() if entry is not None]
+    return sorted(callbacks, key=lambda callback: not isinstance(callback, Warmup))
 
 
 def build_logger(logger_cfg: DictConfig) -> Any:

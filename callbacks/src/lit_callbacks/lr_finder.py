@@ -90,6 +90,10 @@ class LRFinder(Callback):
     stored in the checkpoint's optimizer state. The test is also skipped under
     ``fast_dev_run``. To only run the test, use :func:`lr_find`.
 
+    The EMA lags the raw loss by tens of steps, which moves the smoothed curve towards
+    higher LRs; the suggestion rules are calibrated for the default 100 steps over
+    1e-7 .. 10. With far fewer steps over the same range, lower ``smoothing``.
+
     Args:
         min_lr: LR of the first step. Default ``1e-7``.
         max_lr: LR of the last step. Default ``10.0``.

@@ -27,7 +27,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus, configure_log
-from hydra.errors import HydraException
+from hydra.errors import CompactHydraException, HydraException
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -52,8 +52,12 @@ STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", Tri
 DIRECTIONS = {"min": "minimize", "max": "maximize"}
 
 
-class SweeperConfigError(HydraException):
-    """Bad sweeper settings or search space; the message has one line per problem."""
+class SweeperConfigError(CompactHydraException):
+    """Bad sweeper settings or search space; Hydra prints the message, one line per problem, without a traceback."""
+
+    def __init__(self, problems: list[str]) -> None:
+        lines = [f"error: {problem}" for problem in problems]
+        super().__init__("\n".join([*lines, f"lit_train: {len(problems)} sweeper problem(s); nothing was run."]))
 
 
 def _did_you_mean(word: str, options: Any) -> str:
@@ -247,7 +251,7 @@ class LitOptunaSweeperImpl:
             problems.append("hydra.sweeper.params: nothing to search; give a range, e.g. "
                             "optimizer.lr=tag(log,interval(1e-4,1e-1))")
         if problems:
-            raise SweeperConfigError("\n".join(["lit_optuna sweeper: bad settings", *problems]))
+            raise SweeperConfigError(problems)
         return space, fixed, DIRECTIONS[mode]
 
     def _sampler_and_pruner(self, seed: int | None) -> tuple[Any, Any]:
@@ -256,7 +260,7 @@ class LitOptunaSweeperImpl:
         sampler = _build("sampler", SAMPLERS, self.sampler_name, sampler_args, problems)
         pruner = _build("pruner", PRUNERS, self.pruner_name, self.pruner_args, problems)
         if problems:
-            raise SweeperConfigError("\n".join(["lit_optuna sweeper: bad settings", *problems]))
+            raise SweeperConfigError(problems)
         return sampler, pruner
 
     # -- the sweep ----------------------------------------------------------------------------------------------
@@ -279,9 +283,9 @@ class LitOptunaSweeperImpl:
         # Read trials through the storage itself: the study caches them, but the jobs write reports and attributes.
         self._storage, self._study_id = storage, storage.get_study_id_from_name(self.study_name)
         if study.direction.name.lower() != direction:
-            raise SweeperConfigError(f"lit_optuna sweeper: study {self.study_name!r} in {url} is to "
-                                     f"{study.direction.name.lower()}, but mode={self.config.mode} asks to {direction};"
-                                     " use another hydra.sweep.dir or hydra.sweeper.study_name")
+            raise SweeperConfigError([f"mode: study {self.study_name!r} in {url} is to {study.direction.name.lower()}, "
+                                      f"but mode={self.config.mode} asks to {direction}; use another hydra.sweep.dir "
+                                      "or hydra.sweeper.study_name"])
         from lit_train.pruning import PRUNER_ATTR  # imports Lightning: after the settings are checked
 
         study.set_user_attr(PRUNER_ATTR, {"target": PRUNERS[self.pruner_name], "args": self.pruner_args})
