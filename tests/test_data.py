@@ -92,3 +92,18 @@ def test_text_outside_the_vocabulary_is_reported(tmp_path):
     path.write_text("naïve " * 50, encoding="utf-8")
     with pytest.raises(ValueError, match=r"characters outside vocab_size=128: \['ï'\]"):
         TextDataModule(path=str(path), block_size=8).setup()
+
+
+def test_loader_resumes_at_the_next_unseen_batch():
+    loader = TensorLoader(torch.arange(20), batch_size=3, shuffle=True, seed=1)
+    loader.sampler.set_epoch(4)
+    full = [b[0].tolist() for b in loader]
+    iterator = iter(loader)
+    seen = [next(iterator)[0].tolist() for _ in range(3)]
+    state = loader.state_dict()
+    assert state == {"epoch": 4, "served": 3}
+
+    restored = TensorLoader(torch.arange(20), batch_size=3, shuffle=True, seed=1)
+    restored.load_state_dict(state)
+    assert seen + [b[0].tolist() for b in restored] == full
+    assert [b[0].tolist() for b in restored] == full  # only the first iteration after a restore skips

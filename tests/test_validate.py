@@ -34,6 +34,7 @@ BAD = [
     (["train=yes"], "train: must be true or false, got 'yes'"),
     (["train=false", "test=false"], "train: nothing to do with train=false and test=false"),
     (["train=false"], "ckpt_path: test=true with train=false needs the checkpoint to test"),
+    (["resume=always"], "resume: must be one of 'auto', null, got 'always'"),
     (["ckpt_path=/nonexistent/model.ckpt"], "ckpt_path: no checkpoint file at '/nonexistent/model.ckpt'"),
     (["scheduler.interval=hourly"], "scheduler.interval: must be one of 'epoch', 'step', got 'hourly'"),
     (["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size: must be an integer >= 1, got 0"),
@@ -112,3 +113,10 @@ def test_plus_callbacks_adds_to_the_default_set():
     assert expand_callback_additions(["+callbacks=early_stopping"]) == ["callbacks=[default,early_stopping]"]
     assert expand_callback_additions(["callbacks=none", "+callbacks=[a,b]"]) == ["callbacks=[none,a,b]"]
     assert expand_callback_additions(["seed=1"]) == ["seed=1"]
+
+
+def test_resume_auto_and_an_explicit_checkpoint_conflict(tmp_path):
+    ckpt = tmp_path / "x.ckpt"
+    ckpt.write_bytes(b"")
+    problems = check_overrides(["resume=auto", f"ckpt_path={ckpt}"])
+    assert problems == [f"resume: resume=auto finds the checkpoint itself; drop ckpt_path='{ckpt}' or resume=auto"]

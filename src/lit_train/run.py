@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lit_train.checkpoint_io import AtomicCheckpointIO
 from lit_train.optim import Optimization, attach_optimizers
+from lit_train.resume import RngState, find_resume_checkpoint
 from lit_train.registry import OPTIMIZER_KEYS, SCHEDULER_KEYS, SCHEDULERS
 from lit_train.summary import format_summary, to_number, write_json_atomic
 from lit_train.tune import find_lr, show_schedule
@@ -122,7 +123,7 @@ def _summarize(cfg: DictConfig, trainer: L.Trainer, status: str, started: float,
 def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     """The Trainer with the configured callbacks and logger, writing into ``run_dir``."""
     logger = build_logger(cfg.logger)
-    callbacks = [*build_callbacks(cfg.callbacks), _SaveOnInterrupt(run_dir / "checkpoints" / LAST_CHECKPOINT)]
+    callbacks = [*build_callbacks(cfg.callbacks), RngState(), _SaveOnInterrupt(run_dir / "checkpoints" / LAST_CHECKPOINT)]
     if "trial" in cfg:  # a trial of lit_train's Optuna sweeper: report to the study, stop when pruned
         from lit_train.pruning import TrialPruning
 
@@ -155,8 +156,12 @@ def _train_and_test(
     cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
+    ckpt_path = cfg.ckpt_path
+    if cfg.resume == "auto":
+        results.update(_resume_point(Path(cfg.run_dir)))
+        ckpt_path = results.get("resumed_from")
     if cfg.train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         results["final_metrics"] = {name: to_number(value) for name, value in sorted(trainer.callback_metrics.items())}
         # Whatever the callbacks did, the final state is always kept as last.ckpt.
         trainer.save_checkpoint(Path(cfg.run_dir) / "checkpoints" / LAST_CHECKPOINT)
@@ -166,6 +171,16 @@ def _train_and_test(
         tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
         results["test_metrics"] = {name: to_number(value) for name, value in (tested[0] if tested else {}).items()}
     return results
+
+
+def _resume_point(run_dir: Path) -> dict[str, Any]:
+    found = find_resume_checkpoint(run_dir)
+    if found is None:
+        print(f"lit_train: resume=auto found no checkpoint in {run_dir / 'checkpoints'}; starting fresh")
+        return {"resumed_from": None, "resumed_at_step": None}
+    path, step = found
+    print(f"lit_train: resume=auto continues from {path} (step {step})")
+    return {"resumed_from": str(path), "resumed_at_step": step}
 
 
 def run(cfg: DictConfig) -> float | None:

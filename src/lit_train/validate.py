@@ -31,6 +31,7 @@ ROOT_RULES = {
     "train": Flag(),
     "test": Flag(),
     "ckpt_path": Text(nullable=True),
+    "resume": OneOf(("auto",), nullable=True),
     "monitor": Text(),
     "mode": OneOf(("max", "min")),
     "run_dir": Text(),
@@ -304,6 +305,8 @@ def _check_paths(cfg: dict, problems: list[str]) -> None:
         problems.append(f"ckpt_path: no checkpoint file at {ckpt!r}")
     if cfg.get("test") is True and cfg.get("train") is False and ckpt is None:
         problems.append("ckpt_path: test=true with train=false needs the checkpoint to test (ckpt_path=...)")
+    if ckpt is not None and cfg.get("resume") == "auto":
+        problems.append(f"resume: resume=auto finds the checkpoint itself; drop ckpt_path={ckpt!r} or resume=auto")
     if cfg.get("train") is False and cfg.get("test") is False:
         problems.append("train: nothing to do with train=false and test=false")
     data_path = cfg.get("data", {}).get("path")

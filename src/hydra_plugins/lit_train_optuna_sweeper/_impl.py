@@ -34,8 +34,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import Trial, TrialState
 
-from hydra_plugins.lit_train_optuna_sweeper.config import PRUNERS, SAMPLERS
-
 log = logging.getLogger(__name__)
 
 #: Tags that ``tag(...)`` may put on a range or an interval.
@@ -171,18 +169,25 @@ def parse_search_space(params: dict[str, Any], arguments: list[str]) -> tuple[li
     return space, fixed, problems
 
 
-def _build(kind: str, registry: dict[str, str], name: str, args: dict[str, Any], problems: list[str]) -> Any:
-    """The sampler / pruner called ``name``, or ``None`` after reporting a problem."""
-    if name not in registry:
-        problems.append(f"hydra.sweeper.{kind}: unknown {kind} {name!r}{_did_you_mean(name, registry)} "
-                        f"(choose from {', '.join(sorted(registry))})")
-        return None
-    module, _, cls = registry[name].rpartition(".")
+def _build(kind: str, node: Any, problems: list[str], seed_offset: int = 0) -> tuple[Any, dict[str, Any]]:
+    """The sampler / pruner that ``hydra.sweeper.<kind>`` describes, and its ``{"target", "args"}``.
+
+    Returns ``(None, {})`` after reporting a problem.
+    """
+    spec = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    target = spec.pop("_target_", None) if isinstance(spec, dict) else None
+    if not isinstance(target, str):
+        problems.append(f"hydra.sweeper.{kind}: must be a config with a _target_ (choose hydra/sweeper/{kind}="
+                        f"{'tpe' if kind == 'sampler' else 'median'}, ...), got {node!r}")
+        return None, {}
+    if isinstance(spec.get("seed"), int) and not isinstance(spec["seed"], bool):
+        spec["seed"] += seed_offset
+    module, _, name = target.rpartition(".")
     try:
-        return getattr(importlib.import_module(module), cls)(**args)
-    except (TypeError, ValueError, ImportError) as e:
-        problems.append(f"hydra.sweeper.{kind}_args: {registry[name]} rejects {args}: {e}")
-        return None
+        return getattr(importlib.import_module(module), name)(**spec), {"target": target, "args": spec}
+    except (ImportError, AttributeError, TypeError, ValueError) as e:
+        problems.append(f"hydra.sweeper.{kind}: cannot build {target} with {spec}: {e}")
+        return None, {}
 
 
 @dataclass
@@ -197,21 +202,16 @@ class LitOptunaSweeperImpl:
 
     def __init__(
         self,
+        sampler: DictConfig,
+        pruner: DictConfig,
         n_trials: int,
         n_jobs: int,
-        sampler: str,
-        seed: int | None,
-        sampler_args: dict[str, Any],
-        pruner: str,
-        pruner_args: dict[str, Any],
         study_name: str,
         storage: str | None,
         params: dict[str, Any],
     ) -> None:
+        self.sampler, self.pruner = sampler, pruner
         self.n_trials, self.n_jobs = n_trials, n_jobs
-        self.sampler_name, self.seed = sampler, seed
-        self.sampler_args = dict(sampler_args or {})
-        self.pruner_name, self.pruner_args = pruner, dict(pruner_args or {})
         self.study_name, self.storage = study_name, storage
         self.params = dict(params or {})
         self.config: DictConfig | None = None
@@ -234,14 +234,8 @@ class LitOptunaSweeperImpl:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"hydra.sweeper.{name}: must be an integer >= 1, got {value!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            problems.append(f"hydra.sweeper.seed: must be an integer or null, got {self.seed!r}")
         if not self.study_name:
             problems.append("hydra.sweeper.study_name: must be a non-empty name")
-        for kind, name, registry in (("sampler", self.sampler_name, SAMPLERS), ("pruner", self.pruner_name, PRUNERS)):
-            if name not in registry:
-                problems.append(f"hydra.sweeper.{kind}: unknown {kind} {name!r}{_did_you_mean(name, registry)} "
-                                f"(choose from {', '.join(sorted(registry))})")
         mode = OmegaConf.select(self.config, "mode")
         if mode not in DIRECTIONS:
             problems.append(f"mode: the sweep's direction comes from mode, which must be one of 'max', 'min', got {mode!r}")
@@ -254,14 +248,14 @@ class LitOptunaSweeperImpl:
             raise SweeperConfigError(problems)
         return space, fixed, DIRECTIONS[mode]
 
-    def _sampler_and_pruner(self, seed: int | None) -> tuple[Any, Any]:
+    def _sampler_and_pruner(self, seed_offset: int) -> tuple[Any, Any, dict[str, Any]]:
+        """The sampler (its seed moved on by ``seed_offset``), the pruner, and the pruner's spec for the jobs."""
         problems: list[str] = []
-        sampler_args = {**({"seed": seed} if seed is not None else {}), **self.sampler_args}
-        sampler = _build("sampler", SAMPLERS, self.sampler_name, sampler_args, problems)
-        pruner = _build("pruner", PRUNERS, self.pruner_name, self.pruner_args, problems)
+        sampler, _ = _build("sampler", self.sampler, problems, seed_offset)
+        pruner, pruner_spec = _build("pruner", self.pruner, problems)
         if problems:
             raise SweeperConfigError(problems)
-        return sampler, pruner
+        return sampler, pruner, pruner_spec
 
     # -- the sweep ----------------------------------------------------------------------------------------------
 
@@ -273,11 +267,9 @@ class LitOptunaSweeperImpl:
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         url = self.storage or f"sqlite:///{sweep_dir / STORAGE_FILE}"
         storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-        existing = self._existing_trials(storage)
-        # A resumed study gets a fresh but reproducible sampler seed, so that a seeded sampler does not
-        # propose the first trials' parameters again.
-        seed = None if self.seed is None else self.seed + existing
-        sampler, pruner = self._sampler_and_pruner(seed)
+        # A resumed study moves the sampler's seed on by the trials it holds: reproducible, and a seeded
+        # sampler does not propose the first trials' parameters again.
+        sampler, pruner, pruner_spec = self._sampler_and_pruner(self._existing_trials(storage))
         study = optuna.create_study(storage=storage, sampler=sampler, pruner=pruner, study_name=self.study_name,
                                     direction=direction, load_if_exists=True)
         # Read trials through the storage itself: the study caches them, but the jobs write reports and attributes.
@@ -288,12 +280,12 @@ class LitOptunaSweeperImpl:
                                       "or hydra.sweeper.study_name"])
         from lit_train.pruning import PRUNER_ATTR  # imports Lightning: after the settings are checked
 
-        study.set_user_attr(PRUNER_ATTR, {"target": PRUNERS[self.pruner_name], "args": self.pruner_args})
+        study.set_user_attr(PRUNER_ATTR, pruner_spec)
         self._fail_stale(study)
         done = len(study.get_trials(deepcopy=False, states=FINISHED))
         todo = max(0, self.n_trials - done)
         log.info(f"Study {self.study_name!r} in {url}: {done} trial(s) done, {todo} to run "
-                 f"({self.sampler_name} sampler, {self.pruner_name} pruner, {direction} {self.config.monitor})")
+                 f"({type(sampler).__name__}, {type(pruner).__name__}, {direction} {self.config.monitor})")
         at_once = self._trials_at_once()
         returns: list[JobReturn] = []
         while todo > 0:

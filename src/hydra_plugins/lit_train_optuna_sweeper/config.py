@@ -1,24 +1,106 @@
-"""The sweeper's settings, registered in Hydra's ConfigStore as ``hydra/sweeper=lit_optuna``."""
+"""The sweeper's settings, registered in Hydra's ConfigStore.
+
+``hydra/sweeper=lit_optuna`` selects the sweeper; its sampler and pruner are
+config groups of their own, so that switching one resets its arguments:
+``hydra/sweeper/sampler=random``, ``hydra/sweeper/pruner=hyperband``, and
+``hydra.sweeper.sampler.seed=1`` or ``hydra.sweeper.pruner.n_warmup_steps=2``
+to change an argument.
+"""
 
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
 
-#: Sampler names and the Optuna class each stands for (its keyword arguments go in ``sampler_args``).
-SAMPLERS = {
-    "cmaes": "optuna.samplers.CmaEsSampler",
-    "gp": "optuna.samplers.GPSampler",
-    "random": "optuna.samplers.RandomSampler",
-    "tpe": "optuna.samplers.TPESampler",
-}
-#: Pruner names and the Optuna class each stands for (its keyword arguments go in ``pruner_args``).
-PRUNERS = {
-    "hyperband": "optuna.pruners.HyperbandPruner",
-    "median": "optuna.pruners.MedianPruner",
-    "none": "optuna.pruners.NopPruner",
-    "successive_halving": "optuna.pruners.SuccessiveHalvingPruner",
-}
+PROVIDER = "lit_train"
+
+
+@dataclass
+class TPESamplerConf:
+    """Tree-structured Parzen Estimator (Bayesian optimization), the default."""
+
+    _target_: str = "optuna.samplers.TPESampler"
+    seed: Optional[int] = None
+    n_startup_trials: int = 10
+    n_ei_candidates: int = 24
+
+
+@dataclass
+class RandomSamplerConf:
+    """Independent uniform (or log-uniform) draws: random search."""
+
+    _target_: str = "optuna.samplers.RandomSampler"
+    seed: Optional[int] = None
+
+
+@dataclass
+class CmaEsSamplerConf:
+    """CMA-ES for continuous and integer parameters (choices are sampled at random)."""
+
+    _target_: str = "optuna.samplers.CmaEsSampler"
+    seed: Optional[int] = None
+    n_startup_trials: int = 1
+    warn_independent_sampling: bool = False
+
+
+@dataclass
+class GPSamplerConf:
+    """Gaussian-process Bayesian optimization (needs scipy and torch)."""
+
+    _target_: str = "optuna.samplers.GPSampler"
+    seed: Optional[int] = None
+    n_startup_trials: int = 10
+    deterministic_objective: bool = False
+
+
+@dataclass
+class NopPrunerConf:
+    """No pruning: every trial runs to its end."""
+
+    _target_: str = "optuna.pruners.NopPruner"
+
+
+@dataclass
+class MedianPrunerConf:
+    """Stops a trial whose value is worse than the median of earlier trials at the same step.
+
+    Not before 5 trials have finished, nor at a trial's first validation (``n_warmup_steps: 1``).
+    """
+
+    _target_: str = "optuna.pruners.MedianPruner"
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 1
+    interval_steps: int = 1
+    n_min_trials: int = 1
+
+
+@dataclass
+class SuccessiveHalvingPrunerConf:
+    """Asynchronous successive halving: keeps the best 1/reduction_factor of trials at each rung."""
+
+    _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
+    min_resource: Any = "auto"
+    reduction_factor: int = 4
+    min_early_stopping_rate: int = 0
+    bootstrap_count: int = 0
+
+
+@dataclass
+class HyperbandPrunerConf:
+    """Hyperband: successive halving over several brackets of minimum resource."""
+
+    _target_: str = "optuna.pruners.HyperbandPruner"
+    min_resource: int = 1
+    max_resource: Any = "auto"
+    reduction_factor: int = 3
+    bootstrap_count: int = 0
+
+
+#: Options of the hydra/sweeper/sampler and hydra/sweeper/pruner groups.
+SAMPLERS = {"cmaes": CmaEsSamplerConf, "gp": GPSamplerConf, "random": RandomSamplerConf, "tpe": TPESamplerConf}
+PRUNERS = {"hyperband": HyperbandPrunerConf, "median": MedianPrunerConf, "none": NopPrunerConf,
+           "successive_halving": SuccessiveHalvingPrunerConf}
 
 
 @dataclass
@@ -26,33 +108,38 @@ class LitOptunaSweeperConf:
     """Settings of ``hydra/sweeper=lit_optuna``.
 
     Attributes:
+        sampler: One of :data:`SAMPLERS` (``tpe`` by default), or any config with
+            a ``_target_`` that builds an Optuna sampler; seed it with ``sampler.seed``.
+        pruner: One of :data:`PRUNERS` (``none`` by default), or any config with a
+            ``_target_`` that builds an Optuna pruner.
         n_trials: Trials the study holds when the sweep ends, counting those a
             previous sweep in the same storage ran (complete, pruned or failed).
-        n_jobs: Trials launched together (a parallel launcher runs them at once;
-            the basic launcher runs one trial at a time whatever this says).
-        sampler: One of :data:`SAMPLERS`; ``tpe`` by default.
-        seed: Seeds the sampler (``null``: not seeded).
-        sampler_args: More keyword arguments for the sampler.
-        pruner: One of :data:`PRUNERS`; ``none`` by default.
-        pruner_args: Keyword arguments for the pruner.
+        n_jobs: Trials launched together through the launcher. A parallel
+            launcher (joblib, submitit) runs them at once; the basic launcher runs
+            one trial at a time in this process, whatever this says.
         study_name: The study's name in the storage.
         storage: Optuna storage URL; ``null`` means ``sqlite:///<sweep dir>/optuna.db``.
         params: The search space, one override per key: ``interval(a,b)``,
             ``tag(log,interval(a,b))``, ``choice(x,y,...)``, ``range(a,b,step)``,
-            or a plain value for every trial.
+            or a plain value for every trial. The command line adds to it.
     """
 
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
     _target_: str = "hydra_plugins.lit_train_optuna_sweeper.optuna_sweeper.LitOptunaSweeper"
+    # The sampler and pruner reach the sweeper as configs: it seeds, builds and records them itself.
+    _recursive_: bool = False
+    sampler: Any = MISSING
+    pruner: Any = MISSING
     n_trials: int = 20
     n_jobs: int = 1
-    sampler: str = "tpe"
-    seed: Optional[int] = None
-    sampler_args: dict[str, Any] = field(default_factory=dict)
-    pruner: str = "none"
-    pruner_args: dict[str, Any] = field(default_factory=dict)
     study_name: str = "lit_train"
     storage: Optional[str] = None
     params: dict[str, Any] = field(default_factory=dict)
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="lit_optuna", node=LitOptunaSweeperConf, provider="lit_train")
+store = ConfigStore.instance()
+store.store(group="hydra/sweeper", name="lit_optuna", node=LitOptunaSweeperConf, provider=PROVIDER)
+for name, node in SAMPLERS.items():
+    store.store(group="hydra/sweeper/sampler", name=name, node=node, provider=PROVIDER)
+for name, node in PRUNERS.items():
+    store.store(group="hydra/sweeper/pruner", name=name, node=node, provider=PROVIDER)

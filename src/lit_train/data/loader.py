@@ -35,6 +35,11 @@ class TensorLoader:
     sample of the epoch's order, trimmed so all ranks see the same number of
     batches.
 
+    The loader is resumable: its ``state_dict`` holds the epoch and how many
+    batches of it were handed out, and after ``load_state_dict`` the next epoch
+    iteration continues at the next unseen batch of the same order, which is what
+    Lightning needs to resume a run mid-epoch exactly.
+
     Args:
         tensors: Tensors indexed along their first dimension.
         batch_size: Samples per batch.
@@ -63,6 +68,8 @@ class TensorLoader:
         # Lightning looks for DataLoader's `sampler`/`batch_sampler` to call set_epoch.
         self.sampler = EpochShuffle(seed)
         self.batch_sampler = None
+        self._served = 0  # batches of the current epoch handed out
+        self._resume_at = 0  # batches to skip at the next iteration (after a restore)
 
     @staticmethod
     def _rank_and_world() -> tuple[int, int]:
@@ -78,17 +85,30 @@ class TensorLoader:
         n = self._num_samples()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
+    def state_dict(self) -> dict[str, int]:
+        """Where the loader is: the epoch and the number of its batches handed out."""
+        return {"epoch": self.sampler.epoch, "served": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue at the next unseen batch of ``state``'s epoch on the next iteration."""
+        self.sampler.set_epoch(state["epoch"])
+        self._resume_at = state["served"]
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         rank, world = self._rank_and_world()
         n_total = len(self.tensors[0])
-        if not self.shuffle and world == 1:
-            # Contiguous slices are views: no copy at all.
-            for start in range(0, len(self) * self.batch_size, self.batch_size):
+        if self.shuffle or world > 1:
+            order = self.sampler.permutation(n_total) if self.shuffle else torch.arange(n_total)
+            if world > 1:
+                order = order[rank : self._num_samples() * world : world]
+        else:
+            order = None  # contiguous slices are views: no copy at all
+        first, self._resume_at = self._resume_at, 0
+        self._served = first
+        for start in range(first * self.batch_size, len(self) * self.batch_size, self.batch_size):
+            self._served += 1
+            if order is None:
                 yield tuple(t[start : start + self.batch_size] for t in self.tensors)
-            return
-        order = self.sampler.permutation(n_total) if self.shuffle else torch.arange(n_total)
-        if world > 1:
-            order = order[rank : self._num_samples() * world : world]
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            index = order[start : start + self.batch_size]
-            yield tuple(t[index] for t in self.tensors)
+            else:
+                index = order[start : start + self.batch_size]
+                yield tuple(t[index] for t in self.tensors)

@@ -46,6 +46,8 @@ class TensorDataModule(L.LightningDataModule):
         self.seed = seed
         self.standardize = standardize
         self.splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._train_loader: TensorLoader | None = None
+        self._train_loader_state: dict[str, int] | None = None
 
     def make_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(features, targets)`` of the whole dataset."""
@@ -82,7 +84,24 @@ class TensorDataModule(L.LightningDataModule):
     def train_dataloader(self) -> TensorLoader:
         # Overfitting a batch means the same batch every epoch: no shuffle then.
         overfitting = self.trainer is not None and bool(self.trainer.overfit_batches)
-        return self._loader("train", shuffle=not overfitting)
+        self._train_loader = self._loader("train", shuffle=not overfitting)
+        if self._train_loader_state is not None:
+            self._train_loader.load_state_dict(self._train_loader_state)
+            self._train_loader_state = None
+        return self._train_loader
+
+    def state_dict(self) -> dict[str, dict[str, int]]:
+        """The training loader's position, so a resumed run continues at the next unseen batch.
+
+        Kept here as well as on the loader itself: Lightning restores a data module
+        before it builds the loaders, but may build the training loader before it
+        restores the loops (``estimated_stepping_batches`` does), and then never
+        hands that loader its saved state.
+        """
+        return {"train_loader": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, dict[str, int]]) -> None:
+        self._train_loader_state = state_dict.get("train_loader")
 
     def val_dataloader(self) -> TensorLoader:
         return self._loader("val", shuffle=False)
