@@ -52,6 +52,9 @@ BAD = [
     (["trainer.gradient_clip_algorithm=norms"], "trainer.gradient_clip_algorithm: must be one of 'norm', 'value', null, got 'norms'"),
     (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches: must be an integer >= 1, got 0"),
     (["model._target_=my_pkg.Model"], "model._target_: cannot import 'my_pkg.Model': no module named 'my_pkg'"),
+    (["allowed_targets=[torch.,lit_train.]"], "logger._target_: 'lightning.pytorch.loggers.CSVLogger' is not in allowed_targets (torch., lit_train.)"),
+    (["allowed_targets=[lit_]", "model.net._target_=os.system"], "model.net._target_: 'os.system' is not in allowed_targets (lit_)"),
+    (["allowed_targets=torch."], "allowed_targets: must be a list of non-empty strings, got 'torch.'"),
     (["+callbacks.extra={foo: 1}"], "callbacks.extra: must be a callback config with a _target_"),
 ]
 
@@ -120,3 +123,8 @@ def test_resume_auto_and_an_explicit_checkpoint_conflict(tmp_path):
     ckpt.write_bytes(b"")
     problems = check_overrides(["resume=auto", f"ckpt_path={ckpt}"])
     assert problems == [f"resume: resume=auto finds the checkpoint itself; drop ckpt_path='{ckpt}' or resume=auto"]
+
+
+def test_allowed_targets_admits_a_listed_config(tmp_path):
+    prefixes = "[torch.,lightning.,lit_train.,lit_callbacks.,pytorch_optimizer.]"
+    assert check_overrides([f"allowed_targets={prefixes}", f"hydra.run.dir={tmp_path}"]) == []

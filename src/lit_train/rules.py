@@ -82,21 +82,27 @@ class Text:
 
     nullable: bool = False
 
+    def describe(self, plural: bool = False) -> str:
+        return "non-empty strings" if plural else "a non-empty string"
+
     def check(self, value: Any) -> str | None:
         if isinstance(value, str) and value or value is None and self.nullable:
             return None
-        return "must be a non-empty string"
+        return f"must be {self.describe()}"
 
 
 @dataclass(frozen=True)
 class ListOf:
-    """A list whose items all pass ``item``, with a length in ``lengths`` (if given)."""
+    """A list whose items all pass ``item`` (a :class:`Number` or :class:`Text`), with a length in ``lengths``."""
 
-    item: Number
+    item: Any
     lengths: tuple[int, ...] = ()
     increasing: bool = False
+    nullable: bool = False
 
     def check(self, value: Any) -> str | None:
+        if value is None and self.nullable:
+            return None
         what = f"a list of {self.item.describe(plural=True)}"
         if self.lengths:
             what = f"a list of {' or '.join(map(str, self.lengths))} values, each {self.item.describe()}"

@@ -36,6 +36,7 @@ ROOT_RULES = {
     "mode": OneOf(("max", "min")),
     "run_dir": Text(),
     "verbose": Flag(),
+    "allowed_targets": ListOf(Text(), nullable=True),
 }
 GROUP_RULES: dict[str, dict[str, Any]] = {
     "optimizer": {
@@ -289,14 +290,26 @@ def _check_packages(cfg: dict, problems: list[str]) -> None:
                         "or lit-train[loggers])")
 
 
+def _targets(node: Any, path: str) -> list[tuple[str, str]]:
+    """Every ``(path, _target_)`` in a config tree, nested ones (``model.net``) included."""
+    if isinstance(node, list):
+        return [found for i, item in enumerate(node) for found in _targets(item, f"{path}[{i}]")]
+    if not isinstance(node, dict):
+        return []
+    found = [(path, node["_target_"])] if isinstance(node.get("_target_"), str) else []
+    for key, value in node.items():
+        found += _targets(value, f"{path}.{key}" if path else str(key))
+    return found
+
+
 def _check_targets(cfg: dict, problems: list[str]) -> None:
-    """Every ``_target_``'s top-level package must be importable (checked without importing it)."""
-    nodes = [(group, cfg.get(group)) for group in ("data", "model", "optimizer", "scheduler", "trainer", "logger")]
-    nodes += [(f"callbacks.{name}", entry) for name, entry in (cfg.get("callbacks") or {}).items()]
-    for path, node in nodes:
-        target = node.get("_target_") if isinstance(node, dict) else None
-        if isinstance(target, str) and importlib.util.find_spec(target.split(".")[0]) is None:
+    """Every ``_target_`` must be importable (checked without importing it) and, if restricted, allowed."""
+    allowed = cfg.get("allowed_targets")
+    for path, target in _targets({k: v for k, v in cfg.items() if k != "allowed_targets"}, ""):
+        if importlib.util.find_spec(target.split(".")[0]) is None:
             problems.append(f"{path}._target_: cannot import {target!r}: no module named {target.split('.')[0]!r}")
+        elif isinstance(allowed, list) and not target.startswith(tuple(allowed)):
+            problems.append(f"{path}._target_: {target!r} is not in allowed_targets ({', '.join(allowed)})")
 
 
 def _check_paths(cfg: dict, problems: list[str]) -> None:

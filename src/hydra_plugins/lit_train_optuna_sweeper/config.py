@@ -76,6 +76,18 @@ class MedianPrunerConf:
 
 
 @dataclass
+class PercentilePrunerConf:
+    """Like the median pruner, but keeps only trials within the best ``percentile`` percent at each step."""
+
+    _target_: str = "optuna.pruners.PercentilePruner"
+    percentile: float = 25.0
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 1
+    interval_steps: int = 1
+    n_min_trials: int = 1
+
+
+@dataclass
 class SuccessiveHalvingPrunerConf:
     """Asynchronous successive halving: keeps the best 1/reduction_factor of trials at each rung."""
 
@@ -100,7 +112,7 @@ class HyperbandPrunerConf:
 #: Options of the hydra/sweeper/sampler and hydra/sweeper/pruner groups.
 SAMPLERS = {"cmaes": CmaEsSamplerConf, "gp": GPSamplerConf, "random": RandomSamplerConf, "tpe": TPESamplerConf}
 PRUNERS = {"hyperband": HyperbandPrunerConf, "median": MedianPrunerConf, "none": NopPrunerConf,
-           "successive_halving": SuccessiveHalvingPrunerConf}
+           "percentile": PercentilePrunerConf, "successive_halving": SuccessiveHalvingPrunerConf}
 
 
 @dataclass
