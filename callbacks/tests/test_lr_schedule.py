@@ -13,7 +13,6 @@ from test_warmup import (
     TOTAL,
     WARMUP,
     Recorder,
-    one_thread,  # noqa: F401  (autouse fixture)
     fit,
     pytorch_curve,
 )

@@ -17,14 +17,6 @@ from torch.optim import lr_scheduler as sched
 from lit_callbacks import LRFinder, Warmup
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: one intra-op thread is faster, and the test machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 LR = 0.1
 BATCHES_PER_EPOCH = 3
 EPOCHS = 4
