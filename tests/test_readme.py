@@ -67,3 +67,14 @@ def test_python_blocks_run():
 def test_yaml_block_is_a_foreign_defaults_list():
     (block,) = _blocks("yaml")
     assert "optimizer: lamb" in block and "scheduler: cosine" in block  # run in test_plugin.py
+
+
+@pytest.mark.slow
+def test_make_train_installs_nothing_new_and_trains(tmp_path):
+    import subprocess
+
+    result = subprocess.run(["make", "-C", str(ROOT), "train", f"ARGS=debug=fast_dev_run hydra.run.dir={tmp_path}"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "installing" not in result.stdout  # already installed from this checkout: no reinstall
+    assert read_summary(tmp_path)["status"] == "completed"
