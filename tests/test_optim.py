@@ -93,3 +93,41 @@ def test_warmup_cosine_rejects_a_warmup_as_long_as_the_run():
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ValueError, match=r"the warmup \(10 steps\) must be shorter than the run \(10 steps\)"):
         warmup_cosine(opt, total_steps=10, warmup_steps=10)
+
+
+class _Trainer:
+    def __init__(self, world_size, accumulate_grad_batches):
+        self.world_size, self.accumulate_grad_batches = world_size, accumulate_grad_batches
+
+
+@pytest.mark.parametrize(
+    ("rule", "world_size", "accumulate", "expected"),
+    [("none", 8, 4, 1.0), ("linear", 2, 1, 2.0), ("linear", 2, 4, 8.0), ("sqrt", 4, 1, 2.0), ("sqrt", 1, 2, 2**0.5)],
+)
+def test_lr_scaling_rules_use_the_effective_batch(rule, world_size, accumulate, expected):
+    optimization = Optimization(functools.partial(torch.optim.SGD, lr=0.1), scale_lr=rule, base_batch_size=64,
+                                batch_size=64)
+    assert optimization.lr_factor(_Trainer(world_size, accumulate)) == pytest.approx(expected)
+
+
+def test_lr_scaling_applies_to_the_optimizer_and_absolute_scheduler_lrs():
+    optimization = Optimization(functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9),
+                                functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.1),
+                                interval="step", length_arg="total_steps")
+    optimizer, scheduler = optimization.build(nn.Linear(2, 2), run_length=10, lr_factor=4.0)
+    assert optimizer.defaults["lr"] == pytest.approx(0.4)
+    assert scheduler.total_steps == 10
+    assert optimizer.param_groups[0]["max_lr"] == pytest.approx(0.4)
+
+
+def test_scaled_lr_lands_in_the_summary(tmp_path):
+    from support import FAST, compose_config, read_summary
+
+    from lit_train.run import run
+
+    cfg = compose_config([*FAST, "optimizer.scale_lr=sqrt", "trainer.accumulate_grad_batches=2", "scheduler=none",
+                          "trainer.limit_train_batches=4"], run_dir=tmp_path)
+    run(cfg)
+    summary = read_summary(tmp_path)
+    assert summary["effective_batch_size"] == 128
+    assert summary["lr"] == pytest.approx(1e-3 * 2**0.5)

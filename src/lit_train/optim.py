@@ -6,11 +6,13 @@ The config layer turns the ``optimizer`` and ``scheduler`` groups into an
 """
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as L
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import nn
 from torch.optim import Optimizer
@@ -58,6 +60,10 @@ class Optimization:
         monitor: Metric a plateau scheduler steps on.
         length_arg: The scheduler argument that receives the run's length, if any.
         decay_norm_and_bias: Apply weight decay to biases and normalization weights too.
+        scale_lr: ``none``, ``linear`` or ``sqrt``: scale the LR with the effective batch
+            (``batch_size`` x devices x nodes x accumulation) relative to ``base_batch_size``.
+        base_batch_size: The batch size the configured LR is meant for.
+        batch_size: The per-device batch size.
     """
 
     optimizer: Callable[..., Optimizer]
@@ -67,23 +73,53 @@ class Optimization:
     monitor: str | None = None
     length_arg: str | None = None
     decay_norm_and_bias: bool = False
+    scale_lr: str = "none"
+    base_batch_size: int | None = None
+    batch_size: int | None = None
 
-    def run_length(self, trainer: "L.Trainer") -> int:
-        """The run's length in scheduler intervals: optimizer steps or epochs."""
-        if self.interval == "step":
-            return int(trainer.estimated_stepping_batches)
-        return int(trainer.max_epochs)
+    def lr_factor(self, trainer: "L.Trainer") -> float:
+        """What the configured LRs are multiplied by, for the run's effective batch size."""
+        if self.scale_lr == "none" or not self.batch_size or not self.base_batch_size:
+            return 1.0
+        ratio = self.batch_size * trainer.world_size * trainer.accumulate_grad_batches / self.base_batch_size
+        return ratio if self.scale_lr == "linear" else math.sqrt(ratio)
+
+    def build(self, module: nn.Module, run_length: int, lr_factor: float = 1.0) -> tuple[Optimizer, Any]:
+        """The optimizer over ``module``'s parameter groups, and the scheduler (or ``None``).
+
+        Args:
+            module: Whose parameters to optimize.
+            run_length: The run's length in scheduler intervals, for the scheduler's length argument.
+            lr_factor: Multiplies the optimizer's LR and a scheduler's absolute LRs (``max_lr``, ``base_lr``).
+        """
+        keywords = getattr(self.optimizer, "keywords", {})
+        factory = self.optimizer
+        if lr_factor != 1.0:
+            factory = functools.partial(self.optimizer, lr=keywords["lr"] * lr_factor)
+        optimizer = factory(param_groups(module, keywords.get("weight_decay", 0.0), self.decay_norm_and_bias))
+        if self.scheduler is None:
+            return optimizer, None
+        scheduler_keywords = getattr(self.scheduler, "keywords", {})
+        kwargs = {key: scheduler_keywords[key] * lr_factor for key in ("max_lr", "base_lr") if key in scheduler_keywords}
+        if self.length_arg and self.length_arg not in scheduler_keywords:
+            kwargs[self.length_arg] = run_length
+        return optimizer, self.scheduler(optimizer, **kwargs)
 
     def configure(self, module: L.LightningModule) -> Any:
         """Builds the optimizer (and scheduler) for ``module``, in Lightning's return format."""
-        keywords = getattr(self.optimizer, "keywords", {})
-        optimizer = self.optimizer(param_groups(module, keywords.get("weight_decay", 0.0), self.decay_norm_and_bias))
-        if self.scheduler is None:
+        trainer = module.trainer
+        factor = self.lr_factor(trainer)
+        if factor != 1.0:
+            effective = self.batch_size * trainer.world_size * trainer.accumulate_grad_batches
+            rank_zero_info(
+                f"lit_train: LR x{factor:.4g} by the {self.scale_lr} rule "
+                f"(effective batch {effective} / base batch {self.base_batch_size})"
+            )
+        length = int(trainer.estimated_stepping_batches) if self.interval == "step" else int(trainer.max_epochs)
+        optimizer, scheduler = self.build(module, length, factor)
+        if scheduler is None:
             return optimizer
-        kwargs = {}
-        if self.length_arg and self.length_arg not in getattr(self.scheduler, "keywords", {}):
-            kwargs[self.length_arg] = self.run_length(module.trainer)
-        config = {"scheduler": self.scheduler(optimizer, **kwargs), "interval": self.interval, "frequency": self.frequency}
+        config = {"scheduler": scheduler, "interval": self.interval, "frequency": self.frequency}
         if self.monitor is not None:
             config["monitor"] = self.monitor
         return {"optimizer": optimizer, "lr_scheduler": config}

@@ -78,7 +78,7 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
 }
 
 #: Keys of the ``optimizer`` group that lit_train reads itself (never passed to the optimizer).
-OPTIMIZER_KEYS = frozenset({"decay_norm_and_bias"})
+OPTIMIZER_KEYS = frozenset({"decay_norm_and_bias", "scale_lr", "base_batch_size"})
 #: Keys of the ``scheduler`` group that lit_train reads itself (Lightning's scheduler config).
 SCHEDULER_KEYS = frozenset({"interval", "frequency", "monitor"})
 #: Hydra's instantiation keys, never constructor arguments.

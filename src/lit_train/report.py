@@ -47,6 +47,8 @@ class Run:
     summary: dict[str, Any] | None
     config: dict[str, Any]
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    #: Optimizer steps per epoch (from the last step logged in epoch 0), ``None`` if unknown.
+    steps_per_epoch: int | None = None
 
     @property
     def status(self) -> str:
@@ -72,23 +74,28 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _read_curves(path: Path) -> dict[str, list[tuple[int, float]]]:
+def _read_curves(path: Path) -> tuple[dict[str, list[tuple[int, float]]], int | None]:
+    """Every metric of a CSVLogger's ``metrics.csv`` as (step, value) points, and the steps per epoch."""
     curves: dict[str, list[tuple[int, float]]] = {}
+    first_epoch_end = None
     if not path.is_file():
-        return curves
+        return curves, None
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
-            step = row.get("step")
-            if not step:
+            try:
+                step = int(float(row.get("step") or ""))
+            except ValueError:
                 continue
+            if row.get("epoch") in ("0", "0.0"):
+                first_epoch_end = max(step, first_epoch_end or 0)
             for key, text in row.items():
                 if key in ("step", "epoch") or not text:
                     continue
                 try:
-                    curves.setdefault(key, []).append((int(float(step)), float(text)))
+                    curves.setdefault(key, []).append((step, float(text)))
                 except ValueError:
                     continue
-    return curves
+    return curves, None if first_epoch_end is None else first_epoch_end + 1
 
 
 def _job_sort_key(path: Path) -> tuple:
@@ -106,13 +113,15 @@ def find_runs(sweep_dir: Path | str) -> list[Run]:
         overrides = [str(o) for o in OmegaConf.to_container(OmegaConf.load(overrides_file))]
         summary_file = job_dir / "summary.json"
         config_file = job_dir / ".hydra" / "config.yaml"
+        curves, steps_per_epoch = _read_curves(job_dir / "metrics.csv")
         runs.append(Run(
             name=str(job_dir.relative_to(sweep_dir)),
             path=job_dir,
             overrides=[o for o in overrides if not o.startswith(HIDDEN_PREFIXES)],
             summary=json.loads(summary_file.read_text()) if summary_file.is_file() else None,
             config=OmegaConf.to_container(OmegaConf.load(config_file)) if config_file.is_file() else {},
-            curves=_read_curves(job_dir / "metrics.csv"),
+            curves=curves,
+            steps_per_epoch=steps_per_epoch,
         ))
     return sorted(runs, key=lambda run: _job_sort_key(Path(run.name)))
 
@@ -159,8 +168,26 @@ def _short(override: str) -> str:
     return override
 
 
-def _label(run: Run, shared: list[str]) -> str:
-    own = [_short(o) for o in run.overrides if o not in shared]
+def _short_keys(runs: list[Run]) -> dict[str, str]:
+    """Each override key's shortest dotted suffix that no other key has: ``optimizer.lr`` -> ``lr``."""
+    keys = {o.partition("=")[0] for run in runs for o in run.overrides}
+    short = {}
+    for key in keys:
+        parts = key.lstrip("+~").split(".")
+        for n in range(1, len(parts) + 1):
+            suffix = ".".join(parts[-n:])
+            if not any(other != key and other.lstrip("+~").split(".")[-n:] == parts[-n:] for other in keys):
+                break
+        short[key] = suffix
+    return short
+
+
+def _label(run: Run, shared: list[str], short_keys: dict[str, str]) -> str:
+    own = []
+    for override in run.overrides:
+        if override not in shared:
+            key, _, value = _short(override).partition("=")
+            own.append(f"{short_keys.get(key, key)}={value}")
     return f"#{run.name} " + (" ".join(own) if own else "(defaults)")
 
 
@@ -202,8 +229,16 @@ def _panels(runs: list[Run], monitor: str) -> list[tuple[str, str]]:
     return panels
 
 
+#: Runs drawn in colour (best first); the others are thin grey lines.
+COLOURED = 10
+
+
 def plot(runs: list[Run], rows: list[dict[str, Any]], path: Path, monitor: str, title: str) -> bool:
-    """Draws every run's curves into ``path``; ``False`` if no run logged anything to draw."""
+    """Draws every run's curves into ``path``; ``False`` if no run logged anything to draw.
+
+    The x axis is the optimizer step, or the epoch when runs differ in steps per
+    epoch (a batch-size sweep), so that curves stay comparable.
+    """
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
@@ -212,35 +247,36 @@ def plot(runs: list[Run], rows: list[dict[str, Any]], path: Path, monitor: str, 
         return False
     by_name = {run.name: run for run in runs}
     ordered = [by_name[row["run"]] for row in rows]  # legend in leaderboard order
-    shared = _shared_overrides(runs)
-    legend_rows = math.ceil(len(ordered) / (1 if len(ordered) <= 8 else 2))
-    fig = Figure(figsize=(6 * len(panels), 4.2 + 0.22 * legend_rows), layout="constrained")
+    shared, short_keys = _shared_overrides(runs), _short_keys(runs)
+    by_epoch = len({run.steps_per_epoch for run in runs if run.curves}) > 1
+    columns = 1 if len(ordered) <= 10 else 2
+    fig = Figure(figsize=(max(12, 5.5 * len(panels)), 4.4 + 0.2 * math.ceil(len(ordered) / columns)),
+                 layout="constrained")
     axes = fig.subplots(1, len(panels), sharex=True, squeeze=False)[0]
-    colors = [f"C{i % 10}" for i in range(len(ordered))]
     handles = []
-    for rank, (run, color) in enumerate(zip(ordered, colors)):
+    for rank, run in enumerate(ordered):
         style = {"pruned": "--", "failed": ":"}.get(run.status, "-")
-        width = 2.4 if rank == 0 else 1.2
+        color, width, alpha = (f"C{rank % 10}", 2.6 if rank == 0 else 1.3, 0.95) if rank < COLOURED else ("0.6", 0.8, 0.6)
+        scale = run.steps_per_epoch if by_epoch and run.steps_per_epoch else None
         for ax, (key, _) in zip(axes, panels):
-            points = [(s, v) for s, v in run.curves.get(key, []) if math.isfinite(v)]
+            points = [((s + 1) / scale if scale else s, v) for s, v in run.curves.get(key, []) if math.isfinite(v)]
             if points:
-                steps, values = zip(*points)
-                ax.plot(steps, values, style, color=color, linewidth=width, alpha=0.9)
+                ax.plot(*zip(*points), style, color=color, linewidth=width, alpha=alpha)
         best = rows[rank]["best"]
-        suffix = "" if best is None else f"  [{best:.4g}]"
-        suffix += "" if run.status == "completed" else f" {run.status}"
-        handles.append(Line2D([], [], linestyle=style, color=color, linewidth=width, label=_label(run, shared) + suffix))
+        label = _label(run, shared, short_keys) + ("" if best is None else f"  [{best:.4g}]")
+        label += "" if run.status == "completed" else f" {run.status}"
+        handles.append(Line2D([], [], linestyle=style, color=color, linewidth=width, label=label))
     for ax, (key, name) in zip(axes, panels):
         ax.set_title(name)
-        ax.set_xlabel("step")
+        ax.set_xlabel("epoch" if by_epoch else "step")
         ax.set_ylabel(key)
         ax.grid(True, alpha=0.3)
         values = [v for run in runs for _, v in run.curves.get(key, []) if math.isfinite(v)]
         if "loss" in key and values and min(values) > 0 and max(values) / min(values) > 20:
             ax.set_yscale("log")
     fig.suptitle(title, fontsize=11)
-    fig.legend(handles=handles, loc="outside lower center", ncol=1 if len(ordered) <= 8 else 2, fontsize=8,
-               frameon=False, title=f"run, overrides  [best {monitor}]", title_fontsize=8)
+    fig.legend(handles=handles, loc="outside lower center", ncol=columns, fontsize=8, frameon=False,
+               title=f"run, overrides  [best {monitor}]  (dashed: pruned, dotted: failed)", title_fontsize=8)
     fig.savefig(path, dpi=110)
     return True
 

@@ -25,7 +25,7 @@ from lit_train.tune import find_lr, show_schedule
 LAST_CHECKPOINT = "last.ckpt"
 
 
-def build_optimization(optimizer_cfg: DictConfig, scheduler_cfg: DictConfig) -> Optimization:
+def build_optimization(optimizer_cfg: DictConfig, scheduler_cfg: DictConfig, batch_size: int | None) -> Optimization:
     """Splits the ``optimizer``/``scheduler`` groups into constructor partials and lit_train's own keys."""
     optimizer = OmegaConf.to_container(optimizer_cfg, resolve=True)
     scheduler = OmegaConf.to_container(scheduler_cfg, resolve=True)
@@ -41,6 +41,9 @@ def build_optimization(optimizer_cfg: DictConfig, scheduler_cfg: DictConfig) -> 
         monitor=own_scheduler.get("monitor"),
         length_arg=spec.length_arg if spec else None,
         decay_norm_and_bias=own_optimizer.get("decay_norm_and_bias", False),
+        scale_lr=own_optimizer.get("scale_lr", "none"),
+        base_batch_size=own_optimizer.get("base_batch_size"),
+        batch_size=batch_size,
     )
 
 
@@ -95,6 +98,11 @@ def _stopped_reason(trainer: L.Trainer, status: str, action: str) -> str:
     return "should_stop"
 
 
+def _effective_batch_size(cfg: DictConfig, trainer: L.Trainer) -> int | None:
+    batch_size = cfg.data.get("batch_size")
+    return batch_size * trainer.world_size * trainer.accumulate_grad_batches if isinstance(batch_size, int) else None
+
+
 def _summarize(cfg: DictConfig, trainer: L.Trainer, status: str, started: float, results: dict) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
     run_dir = Path(cfg.run_dir)
@@ -115,6 +123,9 @@ def _summarize(cfg: DictConfig, trainer: L.Trainer, status: str, started: float,
         "wall_time_s": round(time.perf_counter() - started, 3),
         "global_step": trainer.global_step,
         "epoch": trainer.current_epoch,
+        "lr": trainer.optimizers[0].param_groups[0].get("initial_lr", trainer.optimizers[0].param_groups[0]["lr"])
+        if trainer.optimizers else None,
+        "effective_batch_size": _effective_batch_size(cfg, trainer),
         "seed": cfg.seed,
         **results,
     }
@@ -195,7 +206,7 @@ def run(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     module = instantiate(cfg.model, _convert_="all")
-    optimization = build_optimization(cfg.optimizer, cfg.scheduler)
+    optimization = build_optimization(cfg.optimizer, cfg.scheduler, cfg.data.get("batch_size"))
     attach_optimizers(module, optimization)
     trainer = build_trainer(cfg, run_dir)
 

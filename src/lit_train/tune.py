@@ -6,7 +6,7 @@ from pathlib import Path
 import lightning.pytorch as L
 from lit_callbacks import LRFinder, Warmup, lr_find, plot_lr, preview_lr
 
-from lit_train.optim import Optimization, param_groups
+from lit_train.optim import Optimization
 
 _FINDER_SETTINGS = ("min_lr", "max_lr", "num_steps", "mode", "method", "plot", "smoothing", "divergence_threshold")
 
@@ -49,14 +49,8 @@ def show_schedule(
     A plateau scheduler is previewed as if the monitored metric never improved.
     """
     total, per_epoch = run_length(trainer, datamodule)
-    keywords = getattr(optimization.optimizer, "keywords", {})
-    optimizer = optimization.optimizer(param_groups(module, keywords.get("weight_decay", 0.0)))
-    scheduler = None
-    if optimization.scheduler is not None:
-        kwargs = {}
-        if optimization.length_arg and optimization.length_arg not in getattr(optimization.scheduler, "keywords", {}):
-            kwargs[optimization.length_arg] = total if optimization.interval == "step" else trainer.max_epochs
-        scheduler = optimization.scheduler(optimizer, **kwargs)
+    length = total if optimization.interval == "step" else trainer.max_epochs
+    optimizer, scheduler = optimization.build(module, length, optimization.lr_factor(trainer))
     warmup = next((c for c in trainer.callbacks if isinstance(c, Warmup)), None)
     lrs = preview_lr(
         optimizer, scheduler, total_steps=total, interval=optimization.interval, frequency=optimization.frequency,

@@ -52,6 +52,8 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
         "lr_decay": _NON_NEGATIVE,
         "initial_accumulator_value": _NON_NEGATIVE,
         "decay_norm_and_bias": Flag(),
+        "scale_lr": OneOf(("linear", "none", "sqrt")),
+        "base_batch_size": _COUNT,
     },
     "scheduler": {
         "interval": OneOf(("epoch", "step")),
