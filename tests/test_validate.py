@@ -118,9 +118,23 @@ def test_plus_callbacks_adds_to_the_default_set():
     assert expand_callback_additions(["seed=1"]) == ["seed=1"]
 
 
+def test_a_corrupt_checkpoint_is_reported(tmp_path):
+    import torch
+
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {}}, ckpt)
+    assert check_overrides([f"ckpt_path={ckpt}"]) == []
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    assert check_overrides([f"ckpt_path={ckpt}"]) == [
+        f"ckpt_path: '{ckpt}' is not a readable checkpoint (truncated or corrupt?)"
+    ]
+
+
 def test_resume_auto_and_an_explicit_checkpoint_conflict(tmp_path):
+    import torch
+
     ckpt = tmp_path / "x.ckpt"
-    ckpt.write_bytes(b"")
+    torch.save({}, ckpt)
     problems = check_overrides(["resume=auto", f"ckpt_path={ckpt}"])
     assert problems == [f"resume: resume=auto finds the checkpoint itself; drop ckpt_path='{ckpt}' or resume=auto"]
 

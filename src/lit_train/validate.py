@@ -8,6 +8,7 @@ under a second instead of minutes into a run.
 import difflib
 import importlib.util
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -318,6 +319,9 @@ def _check_paths(cfg: dict, problems: list[str]) -> None:
     ckpt = cfg.get("ckpt_path")
     if isinstance(ckpt, str) and not Path(ckpt).is_file():
         problems.append(f"ckpt_path: no checkpoint file at {ckpt!r}")
+    elif isinstance(ckpt, str) and not zipfile.is_zipfile(ckpt):
+        # torch.save writes a zip archive; anything else is truncated, corrupt or not a checkpoint.
+        problems.append(f"ckpt_path: {ckpt!r} is not a readable checkpoint (truncated or corrupt?)")
     if cfg.get("test") is True and cfg.get("train") is False and ckpt is None:
         problems.append("ckpt_path: test=true with train=false needs the checkpoint to test (ckpt_path=...)")
     if ckpt is not None and cfg.get("resume") == "auto":
