@@ -62,7 +62,8 @@ def test_leaderboard_has_every_run_best_first(sweep):
     assert (rows[0]["wall_time_s"], rows[2]["stopped_reason"]) == ("1.5", "pruned")
     markdown = (sweep / MARKDOWN_FILE).read_text().splitlines()
     assert markdown[2] == "Every run: `experiment=demo`"
-    assert markdown[4] == "| # | run | overrides | best val/loss (min) | at step | steps | wall time (s) | status | stopped |"
+    assert markdown[4] == ("| # | run | overrides | best val/loss (min) | at step | steps | wall time (s) | status "
+                           "| stopped |")
     assert markdown[6] == "| 1 | 2 | `optimizer.lr=0.0123456789` | 0.1 | 29 | 40 | 1.5 | completed | max_epochs |"
     assert len(markdown) == 10
     assert (sweep / PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -93,7 +93,7 @@ def test_the_optuna_preset_composes_and_searches_six_keys(tmp_path):
     with initialize_config_module("lit_train.conf", version_base="1.3"):
         sweeper = compose("config", overrides=["hparams_search=optuna"], return_hydra_config=True).hydra.sweeper
     assert (sweeper.sampler._target_, sweeper.sampler.seed, sweeper.pruner._target_, sweeper.n_trials) == (
-        "optuna.samplers.TPESampler", 0, "optuna.pruners.MedianPruner", 30)
+        "optuna.samplers.TPESampler", 0, "optuna.pruners.PercentilePruner", 30)
     space, fixed, problems = parse_search_space(OmegaConf.to_container(sweeper.params), [])
     assert problems == [] and fixed == []
     assert {p.key for p in space} == {"optimizer", "optimizer.lr", "optimizer.weight_decay", "model.net.dropout",
@@ -184,10 +184,14 @@ def test_sweep_prunes_writes_best_and_report_then_resumes(tmp_path):
     assert "the basic launcher runs trials one after another" in result.stdout + result.stderr
     states = _states(sweep_dir)
     assert len(states) == 4 and "PRUNED" in states and "COMPLETE" in states, states
+    trials = optuna.load_study(study_name="lit_train", storage=f"sqlite:///{sweep_dir / 'optuna.db'}").trials
     for number, state in enumerate(states):
         summary = read_summary(sweep_dir / str(number))  # job directories are numbered by trial
         assert summary["status"] == {"COMPLETE": "completed", "PRUNED": "pruned"}[state]
-        assert summary["global_step"] == (6 if state == "COMPLETE" else 4)  # pruned at the second validation
+        # Two steps an epoch; a pruned trial stops right after the validation that pruned it.
+        validations = trials[number].user_attrs[PRUNED_ATTR] + 1 if state == "PRUNED" else 3
+        assert summary["global_step"] == 2 * validations
+        assert len(trials[number].intermediate_values) == validations
     best = yaml.safe_load((sweep_dir / "best.yaml").read_text())
     assert states[best["trial"]] == "COMPLETE" and (best["monitor"], best["mode"]) == ("val/loss", "min")
     assert best["value"] == read_summary(sweep_dir / str(best["trial"]))["best_score"]

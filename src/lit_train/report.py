@@ -256,7 +256,8 @@ def plot(runs: list[Run], rows: list[dict[str, Any]], path: Path, monitor: str, 
     handles = []
     for rank, run in enumerate(ordered):
         style = {"pruned": "--", "failed": ":"}.get(run.status, "-")
-        color, width, alpha = (f"C{rank % 10}", 2.6 if rank == 0 else 1.3, 0.95) if rank < COLOURED else ("0.6", 0.8, 0.6)
+        coloured = rank < COLOURED
+        color, width, alpha = (f"C{rank % 10}", 2.6 if rank == 0 else 1.3, 0.95) if coloured else ("0.6", 0.8, 0.6)
         scale = run.steps_per_epoch if by_epoch and run.steps_per_epoch else None
         for ax, (key, _) in zip(axes, panels):
             points = [((s + 1) / scale if scale else s, v) for s, v in run.curves.get(key, []) if math.isfinite(v)]

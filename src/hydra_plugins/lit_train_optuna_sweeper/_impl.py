@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer
 from hydra.core.plugins import Plugins
@@ -238,7 +239,7 @@ class LitOptunaSweeperImpl:
             problems.append("hydra.sweeper.study_name: must be a non-empty name")
         mode = OmegaConf.select(self.config, "mode")
         if mode not in DIRECTIONS:
-            problems.append(f"mode: the sweep's direction comes from mode, which must be one of 'max', 'min', got {mode!r}")
+            problems.append(f"mode: the sweep's direction comes from mode, which must be 'max' or 'min', got {mode!r}")
         space, fixed, more = parse_search_space(self.params, arguments)
         problems += more
         if not space and not more:
@@ -303,7 +304,7 @@ class LitOptunaSweeperImpl:
         return len(storage.get_all_trials(study_id, deepcopy=False))
 
     def _trials_at_once(self) -> int:
-        in_process = type(self.launcher).__name__ == "BasicLauncher"
+        in_process = isinstance(self.launcher, BasicLauncher)
         if in_process and self.n_jobs > 1:
             log.warning(f"hydra.sweeper.n_jobs={self.n_jobs}: the basic launcher runs trials one after another in "
                         "this process; use a parallel launcher (joblib, submitit) to run trials at once")
@@ -325,7 +326,8 @@ class LitOptunaSweeperImpl:
         trial = study.ask({param.key: param.distribution for param in space})
         overrides = [*fixed, *(param.override(trial.params[param.key]) for param in space)]
         trial.set_user_attr(OVERRIDES_ATTR, overrides)
-        keys = [f"+trial.storage={_quote(url)}", f"+trial.study={_quote(study.study_name)}", f"+trial.number={trial.number}"]
+        keys = [f"+trial.storage={_quote(url)}", f"+trial.study={_quote(study.study_name)}",
+                f"+trial.number={trial.number}"]
         return trial, [*overrides, *keys]
 
     def _run(self, study: optuna.Study, batch: list[tuple[Trial, list[str]]]) -> list[JobReturn]:
@@ -380,7 +382,8 @@ class LitOptunaSweeperImpl:
             return _Outcome(TrialState.PRUNED, note=f"pruned after {attrs[PRUNED_ATTR] + 1} validation(s)")
         if ret.status != JobStatus.COMPLETED:
             error = ret._return_value
-            return _Outcome(TrialState.FAIL, note=attrs.get(ERROR_ATTR) or f"{type(error).__name__}: {_one_line(error)}")
+            note = attrs.get(ERROR_ATTR) or f"{type(error).__name__}: {_one_line(error)}"
+            return _Outcome(TrialState.FAIL, note=note)
         if DIVERGED_ATTR in attrs:
             return _Outcome(TrialState.FAIL, note=f"diverged: {self.config.monitor} was not finite at validation "
                                                   f"{attrs[DIVERGED_ATTR] + 1}")
@@ -431,6 +434,7 @@ class LitOptunaSweeperImpl:
         path = sweep_dir / BEST_FILE
         header = f"# Best trial of study {study.study_name!r}; rerun it with the command below.\n"
         path.write_text(header + OmegaConf.to_yaml(OmegaConf.create(record)))
-        print(f"lit_train: best of {len(trials)} trials ({counts}): trial {best.number}, {monitor} {best.value:.6g} ({mode})")
+        print(f"lit_train: best of {len(trials)} trials ({counts}): trial {best.number}, "
+              f"{monitor} {best.value:.6g} ({mode})")
         print(f"  {' '.join(overrides)}")
         print(f"  written to {path}")
