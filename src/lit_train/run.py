@@ -103,6 +103,14 @@ def _effective_batch_size(cfg: DictConfig, trainer: L.Trainer) -> int | None:
     return batch_size * trainer.world_size * trainer.accumulate_grad_batches if isinstance(batch_size, int) else None
 
 
+def _initial_lr(trainer: L.Trainer) -> float | None:
+    """The LR the first param group started from (after any LR scaling), before the schedule moved it."""
+    if not trainer.optimizers:
+        return None
+    group = trainer.optimizers[0].param_groups[0]
+    return group.get("initial_lr", group["lr"])
+
+
 def _summarize(cfg: DictConfig, trainer: L.Trainer, status: str, started: float, results: dict) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
     run_dir = Path(cfg.run_dir)
@@ -123,8 +131,7 @@ def _summarize(cfg: DictConfig, trainer: L.Trainer, status: str, started: float,
         "wall_time_s": round(time.perf_counter() - started, 3),
         "global_step": trainer.global_step,
         "epoch": trainer.current_epoch,
-        "lr": trainer.optimizers[0].param_groups[0].get("initial_lr", trainer.optimizers[0].param_groups[0]["lr"])
-        if trainer.optimizers else None,
+        "lr": _initial_lr(trainer),
         "effective_batch_size": _effective_batch_size(cfg, trainer),
         "seed": cfg.seed,
         **results,
