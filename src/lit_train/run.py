@@ -19,7 +19,7 @@ from lit_train.checkpoint_io import AtomicCheckpointIO
 from lit_train.optim import Optimization, attach_optimizers
 from lit_train.resume import RngState, find_resume_checkpoint
 from lit_train.registry import OPTIMIZER_KEYS, SCHEDULER_KEYS, SCHEDULERS
-from lit_train.summary import format_summary, to_number, write_json_atomic
+from lit_train.summary import format_summary, monitored_value, to_number, write_json_atomic
 from lit_train.tune import find_lr, show_schedule
 
 LAST_CHECKPOINT = "last.ckpt"
@@ -236,4 +236,4 @@ def run(cfg: DictConfig) -> float | None:
         if trainer.is_global_zero:
             write_json_atomic(run_dir / "summary.json", summary)
             print(format_summary(summary))
-    return summary["best_score"] if summary["best_score"] is not None else summary["final_monitor_value"]
+    return monitored_value(summary)

@@ -20,6 +20,11 @@ def to_number(value: Any) -> float | None:
     return float(value.item() if hasattr(value, "item") else value)
 
 
+def monitored_value(summary: dict[str, Any]) -> float | None:
+    """The value a run returns to sweepers: its best ``monitor`` value, else the last one, else ``None``."""
+    return summary["best_score"] if summary["best_score"] is not None else summary["final_monitor_value"]
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The few lines printed at the end of a run."""
     best = summary["best_score"]

@@ -3,10 +3,15 @@
 Each trial is one Hydra job. The sweeper asks Optuna for a trial, turns its
 parameters into overrides, adds ``+trial.storage=... +trial.study=...
 +trial.number=...`` so that the job can report to the trial and be pruned (see
-:mod:`lit_train.pruning`), launches it through the configured launcher, and
-tells the study how it ended: complete (the job's returned metric), pruned, or
-failed (an exception, a non-zero exit, no metric, NaN or divergence). A failed
-trial never ends the sweep.
+:mod:`lit_train.pruning`), launches it, and tells the study how it ended:
+complete (the job's returned metric), pruned, or failed (an exception, a
+non-zero exit, no metric, NaN or divergence). A failed trial never ends the
+sweep.
+
+With ``n_jobs`` above 1 and Hydra's basic launcher, the sweeper runs up to
+``n_jobs`` trials at once, each as its own ``python -m lit_train`` process, and
+asks for the next trial as soon as any of them ends. Other launchers get
+``n_jobs`` trials at a time and return them together.
 
 The study lives in a SQLite file in the sweep directory, so running the same
 command with the same ``hydra.sweep.dir`` continues it: ``n_trials`` is the
@@ -15,9 +20,16 @@ study's total, and job directories are numbered by trial number.
 
 import difflib
 import importlib
+import itertools
+import json
 import logging
 import math
+import os
 import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +61,10 @@ FAILURE_ATTR = "lit_train.failure"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 DIRECTIONS = {"min": "minimize", "max": "maximize"}
+#: Hydra overrides of the sweep that a trial run in its own process does not take: it gets its own run dir.
+SWEEP_ONLY = ("hydra/sweeper", "hydra.sweeper.", "hydra.run.", "hydra.job.num=", "hydra.mode=")
+#: Seconds between looks at the trials running in their own processes.
+POLL_S = 0.2
 
 
 class SweeperConfigError(CompactHydraException):
@@ -287,12 +303,11 @@ class LitOptunaSweeperImpl:
         todo = max(0, self.n_trials - done)
         log.info(f"Study {self.study_name!r} in {url}: {done} trial(s) done, {todo} to run "
                  f"({type(sampler).__name__}, {type(pruner).__name__}, {direction} {self.config.monitor})")
-        at_once = self._trials_at_once()
-        returns: list[JobReturn] = []
-        while todo > 0:
-            batch = [self._ask(study, space, fixed, url) for _ in range(min(at_once, todo))]
-            returns += self._run(study, batch)
-            todo -= len(batch)
+        asks = (self._ask(study, space, fixed, url) for _ in range(todo))
+        if isinstance(self.launcher, BasicLauncher) and self.n_jobs > 1:
+            returns = self._run_processes(study, asks)
+        else:
+            returns = self._run_batches(study, asks)
         self._finish(study, sweep_dir)
         return returns
 
@@ -303,12 +318,64 @@ class LitOptunaSweeperImpl:
             return 0
         return len(storage.get_all_trials(study_id, deepcopy=False))
 
-    def _trials_at_once(self) -> int:
-        in_process = isinstance(self.launcher, BasicLauncher)
-        if in_process and self.n_jobs > 1:
-            log.warning(f"hydra.sweeper.n_jobs={self.n_jobs}: the basic launcher runs trials one after another in "
-                        "this process; use a parallel launcher (joblib, submitit) to run trials at once")
-        return 1 if in_process else self.n_jobs
+    def _run_batches(self, study: optuna.Study, asks: Iterator[tuple[Trial, list[str]]]) -> list[JobReturn]:
+        """Launches the trials through the launcher: one at a time with the basic one, else ``n_jobs`` together."""
+        at_once = 1 if isinstance(self.launcher, BasicLauncher) else self.n_jobs
+        returns: list[JobReturn] = []
+        while batch := list(itertools.islice(asks, at_once)):
+            returns += self._run(study, batch)
+        return returns
+
+    def _run_processes(self, study: optuna.Study, asks: Iterator[tuple[Trial, list[str]]]) -> list[JobReturn]:
+        """Runs up to ``n_jobs`` trials at once, one process each, and asks for the next as soon as any ends."""
+        running: dict[subprocess.Popen, tuple[Trial, list[str], Path]] = {}
+        returns: list[JobReturn] = []
+        try:
+            while True:
+                while len(running) < self.n_jobs and (asked := next(asks, None)) is not None:
+                    trial, overrides = asked
+                    job_dir = self._job_dir(overrides, trial.number)
+                    running[self._start(trial.number, overrides, job_dir)] = (trial, overrides, job_dir)
+                if not running:
+                    return returns
+                ended = [process for process in running if process.poll() is not None]
+                if not ended:
+                    time.sleep(POLL_S)
+                for process in ended:
+                    trial, overrides, job_dir = running.pop(process)
+                    returns.append(self._end(study, trial, overrides, job_dir, process.returncode))
+        except BaseException:
+            for process in running:
+                process.terminate()
+            for process in running:
+                process.wait()
+            self._fail_unfinished(study, [trial for trial, _, _ in running.values()])
+            raise
+
+    def _start(self, number: int, overrides: list[str], job_dir: Path) -> subprocess.Popen:
+        """Starts trial ``number`` as ``python -m lit_train``, writing to ``job_dir`` as a job of the sweep would."""
+        sweep = [o for o in self.config.hydra.overrides.hydra if not o.startswith(SWEEP_ONLY)]
+        command = [sys.executable, "-m", "lit_train", *overrides, *sweep,
+                   f"hydra.run.dir={_quote(str(job_dir))}", f"hydra.job.num={number}"]
+        # The trials share the machine's cores: torch's default of one thread per core in each of them would
+        # oversubscribe the cores and slow every trial down, so each trial gets one thread.
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        return subprocess.Popen(command, env=env)
+
+    def _end(self, study: optuna.Study, trial: Trial, overrides: list[str], job_dir: Path, code: int) -> JobReturn:
+        """Tells the study how the process of ``trial`` ended (exit ``code``), from storage and its summary.json."""
+        from lit_train.summary import monitored_value
+
+        summary = job_dir / "summary.json"
+        if code != 0:
+            failure, value = f"the job exited with code {code}", None
+        else:
+            failure, value = None, monitored_value(json.loads(summary.read_text())) if summary.is_file() else None
+        outcome = self._judge(trial.number, value=value, failure=failure)
+        ret = JobReturn(overrides=overrides, working_dir=str(job_dir), _return_value=value,
+                        status=JobStatus.FAILED if failure else JobStatus.COMPLETED)
+        self._tell(study, trial, outcome, job_dir)
+        return ret
 
     def _frozen(self, number: int) -> optuna.trial.FrozenTrial:
         """Trial ``number`` as the storage has it now."""
@@ -344,22 +411,24 @@ class LitOptunaSweeperImpl:
                 configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
                 if len(batch) != 1 or self._job_status(*batch[0]) not in ("failed", None):
                     raise
-                from lit_train.pruning import ERROR_ATTR
-
                 trial, overrides = batch[0]
-                error = self._frozen(trial.number).user_attrs.get(ERROR_ATTR, f"the job exited with code {stop.code}")
-                self._tell(study, trial, _Outcome(TrialState.FAIL, note=error), self._job_dir(overrides, trial.number))
+                outcome = self._judge(trial.number, failure=f"the job exited with code {stop.code}")
+                self._tell(study, trial, outcome, self._job_dir(overrides, trial.number))
                 return []
             for (trial, _), ret in zip(batch, returns):
                 self._tell(study, trial, self._outcome(trial, ret), ret.hydra_cfg.hydra.runtime.output_dir)
                 told.add(trial.number)
             return returns
         except BaseException:
-            for trial, _ in batch:
-                if trial.number not in told and self._frozen(trial.number).state == TrialState.RUNNING:
-                    trial.set_user_attr(FAILURE_ATTR, "interrupted")
-                    study.tell(trial, state=TrialState.FAIL)
+            self._fail_unfinished(study, [trial for trial, _ in batch if trial.number not in told])
             raise
+
+    def _fail_unfinished(self, study: optuna.Study, trials: list[Trial]) -> None:
+        """Trials still running when the sweep is interrupted are recorded as failed."""
+        for trial in trials:
+            if self._frozen(trial.number).state == TrialState.RUNNING:
+                trial.set_user_attr(FAILURE_ATTR, "interrupted")
+                study.tell(trial, state=TrialState.FAIL)
 
     def _job_dir(self, overrides: list[str], number: int) -> Path:
         assert self.hydra_context is not None and self.config is not None
@@ -369,25 +438,34 @@ class LitOptunaSweeperImpl:
         return Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
 
     def _job_status(self, trial: Trial, overrides: list[str]) -> str | None:
-        import json
-
         summary = self._job_dir(overrides, trial.number) / "summary.json"
         return json.loads(summary.read_text()).get("status") if summary.is_file() else None
 
     def _outcome(self, trial: Trial, ret: JobReturn) -> _Outcome:
+        """How ``trial`` ended, from the launcher's return of its job."""
+        if ret.status == JobStatus.COMPLETED:
+            return self._judge(trial.number, value=ret.return_value)
+        error = ret._return_value
+        return self._judge(trial.number, failure=f"{type(error).__name__}: {_one_line(error)}")
+
+    def _judge(self, number: int, value: Any = None, failure: str | None = None) -> _Outcome:
+        """How trial ``number`` ended, from what its job left in storage and what the job gave back.
+
+        Args:
+            number: The trial's number.
+            value: What the job returned (a job that did not fail).
+            failure: Why the job failed, recorded unless the job stored a reason itself; ``None`` if it did not fail.
+        """
         from lit_train.pruning import DIVERGED_ATTR, ERROR_ATTR, PRUNED_ATTR
 
-        attrs = self._frozen(trial.number).user_attrs
+        attrs = self._frozen(number).user_attrs
         if PRUNED_ATTR in attrs:
             return _Outcome(TrialState.PRUNED, note=f"pruned after {attrs[PRUNED_ATTR] + 1} validation(s)")
-        if ret.status != JobStatus.COMPLETED:
-            error = ret._return_value
-            note = attrs.get(ERROR_ATTR) or f"{type(error).__name__}: {_one_line(error)}"
-            return _Outcome(TrialState.FAIL, note=note)
+        if failure is not None:
+            return _Outcome(TrialState.FAIL, note=attrs.get(ERROR_ATTR) or failure)
         if DIVERGED_ATTR in attrs:
             return _Outcome(TrialState.FAIL, note=f"diverged: {self.config.monitor} was not finite at validation "
                                                   f"{attrs[DIVERGED_ATTR] + 1}")
-        value = ret.return_value
         try:
             value = float(value)
         except (TypeError, ValueError):

@@ -126,9 +126,9 @@ class LitOptunaSweeperConf:
             ``_target_`` that builds an Optuna pruner.
         n_trials: Trials the study holds when the sweep ends, counting those a
             previous sweep in the same storage ran (complete, pruned or failed).
-        n_jobs: Trials launched together through the launcher. A parallel
-            launcher (joblib, submitit) runs them at once; the basic launcher runs
-            one trial at a time in this process, whatever this says.
+        n_jobs: Trials run at once. With the basic launcher, above 1 runs each
+            trial in its own process and starts the next as soon as any ends;
+            other launchers (joblib, submitit) get ``n_jobs`` trials per batch.
         study_name: The study's name in the storage.
         storage: Optuna storage URL; ``null`` means ``sqlite:///<sweep dir>/optuna.db``.
         params: The search space, one override per key: ``interval(a,b)``,
