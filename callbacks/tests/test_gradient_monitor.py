@@ -377,3 +377,58 @@ def test_under_an_fp16_grad_scaler_norms_are_unscaled_and_overflow_is_left_to_th
     assert_same(model.after_bad_step["weights"], model.before_bad_step["weights"])
     assert monitor.last_metrics["grad_norm/total"] == pytest.approx(recorder.expected[2]["grad_norm/total"])
     assert monitor.last_metrics["grad_norm/total"] < 100.0  # unscaled: scaled grads would be ~2**15 times larger
+
+
+class FusedPlantNaN(PlantNaN):
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=0.01, fused=True)
+
+
+@pytest.mark.parametrize("policy", ["skip", "stop"])
+def test_device_skip_drops_the_step_on_the_device_and_reads_the_host_only_on_logged_steps(monkeypatch, policy):
+    syncs = count_host_syncs(monkeypatch, "lit_callbacks.gradient_monitor")
+    model = FusedPlantNaN(step=1, layers=("net.2",))
+    monitor = GradientMonitor(log_every_n_steps=4, on_nonfinite=policy, skip_on_device=True)
+    logger = MemoryLogger()
+    trainer = tiny_trainer(max_steps=8, logger=logger, callbacks=[monitor])
+    with pytest.warns(UserWarning, match=r"1 non-finite gradient step\(s\) up to optimizer step 4, first in layer 'net.2'"):
+        trainer.fit(model, tiny_loader(samples=80))
+
+    # The fused kernel left weights, moments and the step count exactly as before the bad step.
+    assert_same(model.after_bad_step, model.before_bad_step)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert monitor.skipped_steps == 1
+    if policy == "stop":
+        assert trainer.global_step == 5  # stopped at the logged step 4 that saw the drop
+        assert "Lower the learning rate, clip gradients" in monitor.stop_message
+        assert syncs[0] == 2  # logged steps 0 and 4 only
+    else:
+        assert trainer.global_step == 8
+        assert syncs[0] == 3  # logged steps 0 and 4, and the report at the end of training
+        assert [s["step"].item() for s in trainer.optimizers[0].state.values()] == [7.0] * 4
+    assert not hasattr(trainer.optimizers[0], "found_inf")  # nothing left to drop later steps
+
+
+def test_device_skip_needs_an_optimizer_that_can_skip_on_the_device():
+    trainer = tiny_trainer(max_steps=1, callbacks=[GradientMonitor(skip_on_device=True)])
+    with pytest.raises(ValueError, match=r"skip_on_device=True\) needs an optimizer .* got SGD"):
+        trainer.fit(TinyModule(), tiny_loader())
+
+
+class PlantHuge(PlantNaN):
+    """Finite gradients whose L2 norm overflows float32."""
+
+    def on_after_backward(self):
+        if self.global_step == self.bad_step:
+            self.net[0].weight.grad[0, :2] = 3e38
+
+
+def test_a_finite_gradient_whose_norm_overflows_is_not_dropped():
+    model = PlantHuge(step=1, layers=())
+    monitor = GradientMonitor(on_nonfinite="stop")
+    trainer = tiny_trainer(max_steps=2, callbacks=[monitor])  # the huge step is the last one
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Non-finite")
+        trainer.fit(model, tiny_loader())
+    assert trainer.global_step == 2 and monitor.skipped_steps == 0 and monitor.stop_message is None
+    assert model.net[0].weight[0, 0].abs() > 1e36  # the update went through

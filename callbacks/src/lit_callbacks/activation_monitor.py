@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import lightning.pytorch as L
@@ -107,7 +108,8 @@ class ActivationMonitor(Callback):
         self._sampled_step: int | None = None
         self._warned_empty = False
 
-    @property
+    # Cached: Lightning reads the key around every hook call, and it only names constructor arguments.
+    @cached_property
     @override
     def state_key(self) -> str:
         return self._generate_state_key(log_every_n_steps=self.log_every_n_steps, modules=describe_spec(self.modules))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from typing import Any
 
 import lightning.pytorch as L
@@ -25,10 +26,27 @@ class GradientMonitor(Callback):
     and before gradient clipping. That hook runs once per optimizer step, so gradient
     accumulation yields one measurement per step.
 
-    Every optimizer step gets one fused finiteness check (``torch._foreach_norm`` with
-    ``ord=inf`` over all gradients, one host sync). Every ``log_every_n_steps`` steps the
-    per-layer L2 norms are computed with one more fused ``_foreach_norm`` and copied to
-    the host in the same single transfer. There is never a sync per parameter.
+    Every optimizer step gets one fused ``torch._foreach_norm`` of all gradients (L2,
+    about as cheap as a kernel over the gradients gets): a NaN or Inf element makes its
+    gradient's norm non-finite. The same norms give the per-layer norms that are copied
+    to the host, in a single transfer, every ``log_every_n_steps`` steps. There is never
+    a sync per parameter. A finite gradient whose L2 norm overflows float32 (elements
+    around 1e19) also reads as non-finite; the host check then tells the two apart with
+    an exact max-abs check, the device skip drops that step too.
+
+    Where the check's result goes depends on the optimizer and device:
+
+    * **Host check** (the default on CPU, and for optimizers without a fused
+      implementation): the flag is read on the host every step (one transfer, which on
+      a CPU costs no wait) and acted on at once.
+    * **Device skip** (the default on accelerators when the optimizer can skip a step on
+      the device: ``torch.optim`` Adam, AdamW and SGD with ``fused=True``): the flag is
+      handed to the optimizer as its ``found_inf``, the same mechanism a gradient scaler
+      uses, so the fused kernel drops the update (weights, moments and step count) on
+      the device without the host waiting. The host reads the flag only on logged
+      steps, in the same transfer as the norms: at most one host sync per logged step.
+      Dropped steps are counted and reported then, and a ``"stop"`` takes effect at that
+      logged step (every non-finite step before it was already dropped).
 
     What ``on_nonfinite`` does when any gradient holds a NaN or Inf:
 
@@ -81,6 +99,9 @@ class GradientMonitor(Callback):
             check. Default ``1e3``.
         patience: Consecutive logged steps a layer must stay vanishing or exploding
             before the warning. Default ``3``.
+        skip_on_device: ``True`` forces the device skip (the optimizer must support it),
+            ``False`` the host check; ``None`` picks the device skip on accelerators where
+            the optimizer supports it. Default ``None``.
 
     Attributes:
         skipped_steps: Optimizer steps whose update was dropped (``"skip"``/``"stop"``).
@@ -111,6 +132,7 @@ class GradientMonitor(Callback):
         vanishing: float | None = 1e-7,
         exploding: float | None = 1e3,
         patience: int = 3,
+        skip_on_device: bool | None = None,
     ) -> None:
         check_int("log_every_n_steps", log_every_n_steps, minimum=1)
         check_choice("per", per, self.PER)
@@ -124,6 +146,9 @@ class GradientMonitor(Callback):
                 f"`vanishing` must be below `exploding`, got vanishing={vanishing!r}, exploding={exploding!r}"
             )
         check_int("patience", patience, minimum=1)
+        if skip_on_device is not None and not isinstance(skip_on_device, bool):
+            raise TypeError(f"`skip_on_device` must be a bool or None, got {skip_on_device!r}")
+        self.skip_on_device = skip_on_device
         self.log_every_n_steps = log_every_n_steps
         self.per = per
         self.on_nonfinite = on_nonfinite
@@ -141,13 +166,17 @@ class GradientMonitor(Callback):
         self._layers: list[str] = []
         self._index_key: tuple[int, ...] | None = None
         self._index: Tensor | None = None
+        # Device-skip bookkeeping, read on logged steps: [dropped steps, first bad layer + 1] since the last read.
+        self._pending: Tensor | None = None
+        self._unread_steps = 0  # steps recorded in _pending since the host last read it
 
     @property
     def stopped_reason(self) -> str | None:
         """``"non_finite_gradient"`` once this monitor stopped training, else ``None``."""
         return "non_finite_gradient" if self.stop_message is not None else None
 
-    @property
+    # Cached: Lightning reads the key around every hook call, and it only names constructor arguments.
+    @cached_property
     @override
     def state_key(self) -> str:
         return self._generate_state_key(
@@ -171,6 +200,32 @@ class GradientMonitor(Callback):
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
         self._check_gradients(trainer, pl_module, optimizer)
 
+    @override
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # A found_inf left on the optimizer would drop every later step that this monitor does not check.
+        for optimizer in trainer.optimizers:
+            if getattr(optimizer, "found_inf", None) is not None and not self._scaler_handles_nonfinite(trainer):
+                del optimizer.found_inf
+
+    @override
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report_pending(trainer, trainer.global_step - 1)
+
+    def _uses_device_skip(self, trainer: L.Trainer, optimizer: Optimizer, device: torch.device) -> bool:
+        if self._scaler_handles_nonfinite(trainer):
+            return False  # the scaler owns found_inf and already skips overflowing steps
+        supported = getattr(optimizer, "_step_supports_amp_scaling", False)
+        if self.skip_on_device is None:
+            return supported and device.type != "cpu"
+        if self.skip_on_device and not supported:
+            raise ValueError(
+                f"GradientMonitor(skip_on_device=True) needs an optimizer that can skip a step on the device"
+                f" (torch.optim.Adam, AdamW or SGD with fused=True), got {type(optimizer).__name__}"
+            )
+        return self.skip_on_device
+
     def _check_gradients(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
         layout = self._param_layout(pl_module, optimizer)
         present = [(param, layer) for param, layer in layout if param.grad is not None]
@@ -180,24 +235,90 @@ class GradientMonitor(Callback):
         step = trainer.global_step
         log_now = step % self.log_every_n_steps == 0
 
-        max_abs = torch.stack(torch._foreach_norm(grads, math.inf))
-        bad = ~torch.isfinite(max_abs)
+        # Per-gradient L2 norms: one fused kernel, reused for logging. A NaN or Inf anywhere makes
+        # its norm non-finite; so does a finite gradient above ~1e19, told apart below when it happens.
+        # (An inf-norm would be exact, but on a CPU it is an order of magnitude slower.)
+        norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+        bad = ~torch.isfinite(norms)
         local_flag = bad.any().reshape(1).float()
         flag = self._any_rank(trainer, local_flag.clone())
+        if self._uses_device_skip(trainer, optimizer, norms.device):
+            self._defer(optimizer, flag, local_flag, bad, self._layer_index(present, flag.device))
+            if log_now:
+                self._log_with_pending(trainer, step, norms, present)
+            return
         parts = [flag, local_flag, bad.int().argmax().reshape(1)]
         if log_now:
-            norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
-            index = self._layer_index(present, norms.device)
-            layer_sq = torch.zeros(len(self._layers), device=norms.device).index_add_(0, index, norms.square())
-            parts += [layer_sq.sqrt(), layer_sq.sum().sqrt().reshape(1)]
+            parts += self._layer_norms(norms, present)
         values = torch.cat([part.to(torch.float32) for part in parts]).tolist()  # the one host sync
 
         any_bad, locally_bad, first_bad = values[0] > 0, values[1] > 0, int(values[2])
         if any_bad and not self._scaler_handles_nonfinite(trainer):
-            layer = self._layers[present[first_bad][1]] if locally_bad else None
-            self._handle_nonfinite(trainer, optimizer, step, layer)
+            any_bad, locally_bad, first_bad = self._exact_check(trainer, grads)
+            if any_bad:
+                layer = self._layers[present[first_bad][1]] if locally_bad else None
+                self._handle_nonfinite(trainer, optimizer, step, layer)
         if log_now:
             self._log(trainer, step, values[3:-1], values[-1])
+
+    def _exact_check(self, trainer: L.Trainer, grads: list[Tensor]) -> tuple[bool, bool, int]:
+        """Whether any rank, and this one, has a NaN or Inf element, and this rank's first such gradient."""
+        bad = ~torch.isfinite(torch.stack(torch._foreach_norm(grads, math.inf)))
+        local_flag = bad.any().reshape(1).float()
+        values = torch.cat([self._any_rank(trainer, local_flag.clone()), local_flag, bad.int().argmax().reshape(1)])
+        any_bad, locally_bad, first_bad = values.tolist()
+        return any_bad > 0, locally_bad > 0, int(first_bad)
+
+    def _layer_norms(self, norms: Tensor, present: list[tuple[torch.nn.Parameter, int]]) -> list[Tensor]:
+        """Each layer's L2 norm and the total, from the per-gradient norms."""
+        index = self._layer_index(present, norms.device)
+        layer_sq = torch.zeros(len(self._layers), device=norms.device).index_add_(0, index, norms.square())
+        return [layer_sq.sqrt(), layer_sq.sum().sqrt().reshape(1)]
+
+    def _defer(self, optimizer: Optimizer, flag: Tensor, local_flag: Tensor, bad: Tensor, layers: Tensor) -> None:
+        """Drops a non-finite step on the device and records it there, for the next logged step to report."""
+        if self.on_nonfinite != "warn":
+            optimizer.found_inf = flag.reshape(())  # the fused kernel skips the update when this is nonzero
+        if self._pending is None:
+            self._pending = torch.zeros(2, device=flag.device)
+        elif self._pending.device != flag.device:  # restored from a checkpoint
+            self._pending = self._pending.to(flag.device)
+        first_bad_layer = layers[bad.int().argmax()].float() + 1  # 0 means "none seen on this rank"
+        keep = (self._pending[1] > 0) | (local_flag[0] == 0)
+        self._pending[1] = torch.where(keep, self._pending[1], first_bad_layer)
+        self._pending[0] += flag[0]
+        self._unread_steps += 1
+
+    def _log_with_pending(self, trainer: L.Trainer, step: int, norms: Tensor, present: list) -> None:
+        values = torch.cat([self._pending, *self._layer_norms(norms, present)]).tolist()  # the one host sync
+        self._pending.zero_()
+        self._unread_steps = 0
+        self._act_on_pending(trainer, step, int(values[0]), int(values[1]))
+        self._log(trainer, step, values[2:-1], values[-1])
+
+    def _report_pending(self, trainer: L.Trainer, step: int) -> None:
+        """Reports non-finite steps dropped on the device since the last logged step (one sync)."""
+        if self._pending is None or not self._unread_steps:
+            return
+        dropped, first_layer = (int(value) for value in self._pending.tolist())
+        self._pending.zero_()
+        self._unread_steps = 0
+        self._act_on_pending(trainer, step, dropped, first_layer)
+
+    def _act_on_pending(self, trainer: L.Trainer, step: int, dropped: int, first_layer: int) -> None:
+        if not dropped:
+            return
+        layer = self._layers[first_layer - 1] if first_layer else None
+        where = f"first in layer '{layer}'" if layer is not None else "on another rank"
+        message = f"{dropped} non-finite gradient step(s) up to optimizer step {step}, {where}."
+        if self.on_nonfinite == "warn":
+            rank_zero_warn(message)
+            return
+        self.skipped_steps += dropped
+        if self.on_nonfinite == "skip":
+            rank_zero_warn(f"{message} Skipped them on the device ({self.skipped_steps} skipped so far).")
+            return
+        self._stop(trainer, f"{message} Stopped training; their updates were dropped, so the weights stay finite.")
 
     @staticmethod
     def _any_rank(trainer: L.Trainer, flag: Tensor) -> Tensor:
@@ -251,9 +372,11 @@ class GradientMonitor(Callback):
         if self.on_nonfinite == "skip":
             rank_zero_warn(f"{message} Skipped this optimizer step ({self.skipped_steps} skipped so far).")
             return
+        self._stop(trainer, f"{message} Stopped training; the update of this step was dropped, so the weights stay finite.")
+
+    def _stop(self, trainer: L.Trainer, message: str) -> None:
         self.stop_message = (
-            f"{message} Stopped training; the update of this step was dropped, so the weights stay finite."
-            " Lower the learning rate, clip gradients (Trainer(gradient_clip_val=1.0)) or check the data for NaN."
+            f"{message} Lower the learning rate, clip gradients (Trainer(gradient_clip_val=1.0)) or check the data for NaN."
         )
         trainer.should_stop = True
         rank_zero_warn(self.stop_message)
@@ -301,6 +424,8 @@ class GradientMonitor(Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         return {
+            # steps dropped on the device but not reported yet (a host read, as saving is rare)
+            "pending": self._pending.tolist() if self._pending is not None else [0.0, 0.0],
             "skipped_steps": self.skipped_steps,
             "stop_message": self.stop_message,
             "streaks": {kind: dict(streaks) for kind, streaks in self._streaks.items()},
@@ -311,6 +436,9 @@ class GradientMonitor(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.skipped_steps = state_dict.get("skipped_steps", 0)
         self.stop_message = state_dict.get("stop_message")
+        pending = state_dict.get("pending", [0.0, 0.0])
+        self._pending = torch.tensor(pending, dtype=torch.float32) if any(pending) else None
+        self._unread_steps = int(self._pending is not None)
         streaks = state_dict.get("streaks", {})
         self._streaks = {kind: dict(streaks.get(kind, {})) for kind in ("vanishing", "exploding")}
         self._warned = {tuple(entry) for entry in state_dict.get("warned", [])}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 import lightning.pytorch as L
@@ -105,7 +105,8 @@ class Warmup(Callback):
         self._own_lrs: dict[int, list[float]] = {}
         self._handles: list[RemovableHandle] = []
 
-    @property
+    # Cached: Lightning reads the key around every hook call, and it only names constructor arguments.
+    @cached_property
     @override
     def state_key(self) -> str:
         return self._generate_state_key(steps=self.steps, ratio=self.ratio, mode=self.mode, start_factor=self.start_factor)

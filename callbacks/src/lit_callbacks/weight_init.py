@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 import lightning.pytorch as L
@@ -121,7 +122,8 @@ class WeightInit(Callback):
         self.initialized: list[str] = []
         self._restored = False
 
-    @property
+    # Cached: Lightning reads the key around every hook call, and it only names constructor arguments.
+    @cached_property
     @override
     def state_key(self) -> str:
         return self._generate_state_key(scheme=self.scheme, modules=describe_spec(self.modules))

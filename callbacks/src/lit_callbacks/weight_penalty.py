@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -75,7 +77,8 @@ class WeightPenalty(Callback):
         self.exclude_bias_and_norm = exclude_bias_and_norm
         self._params: list[nn.Parameter] | None = None
 
-    @property
+    # Cached: Lightning reads the key around every hook call, and it only names constructor arguments.
+    @cached_property
     @override
     def state_key(self) -> str:
         return self._generate_state_key(l1=self.l1, l2=self.l2, exclude_bias_and_norm=self.exclude_bias_and_norm)
