@@ -55,3 +55,10 @@ def test_killing_the_writer_at_any_moment_leaves_a_loadable_checkpoint(tmp_path)
             assert torch.all(state["w"] == state["i"])
             loaded += 1
     assert loaded >= 15
+
+
+def test_atomic_files_get_the_permissions_of_a_plain_write(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(b"x")
+    atomic_write(tmp_path / "atomic.txt", lambda f: f.write(b"x"))
+    assert (tmp_path / "atomic.txt").stat().st_mode == plain.stat().st_mode

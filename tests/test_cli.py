@@ -154,7 +154,8 @@ def test_gpt_recipe_learns_characters(tmp_path):
 
 def test_a_crash_in_training_is_one_line_unless_verbose(tmp_path):
     env = {"PYTHONPATH": str(ROOT / "tests" / "byo")}
-    args = ["model._target_=byo_models.FailingModule", *BYO, "test=false"]
+    # A checkpoint before the crash: the run keeps its directory and summary.json (see test_bad_input.py for runs without).
+    args = ["model._target_=byo_models.FailingModule", *BYO, "test=false", "callbacks.model_checkpoint.every_n_train_steps=1"]
     result = run_cli(*args, f"hydra.run.dir={tmp_path / 'a'}", cwd=tmp_path, env=env)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-2:] == [

@@ -23,7 +23,7 @@ def _overrides(group: str, option: str) -> list[str]:
         extra = SMALL_GPT if option == "gpt" else []
         return [f"model={option}", f"data={MODEL_DATA[option]}", *extra]
     if group == "data":
-        model = {"digits": "mlp", "xor": "mlp", "regression": "regressor", "cubic": "regressor", "text": "gpt"}[option]
+        model = {"digits": "mlp", "xor": "mlp", "blobs": "mlp", "regression": "regressor", "cubic": "regressor", "text": "gpt"}[option]
         return [f"data={option}", f"model={model}", *(SMALL_GPT if option == "text" else [])]
     if group == "experiment":
         return [f"experiment={option}", *(SMALL_GPT if option == "gpt_adamw_cosine" else [])]

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lit_train.data import DigitsDataModule, RegressionDataModule, TensorDataModule, TensorLoader, TextDataModule, XorDataModule
+from lit_train.data import BlobsDataModule, DigitsDataModule, RegressionDataModule, TensorDataModule, TensorLoader, TextDataModule, XorDataModule
 
 
 def test_loader_yields_every_sample_once_per_epoch_in_a_seeded_order():
@@ -44,6 +44,16 @@ def test_regression_data_follows_the_formula():
     dm = RegressionDataModule(function="cubic", noise=0.0, seed=1)
     x, y = dm.make_tensors()
     assert torch.allclose(y, x**3 - x**2)
+
+
+def test_blobs_are_seeded_and_separable_when_the_noise_is_small():
+    x, y = BlobsDataModule(num_features=5, num_classes=3, num_samples=300, noise=0.01, seed=4).make_tensors()
+    again, _ = BlobsDataModule(num_features=5, num_classes=3, num_samples=300, noise=0.01, seed=4).make_tensors()
+    assert x.shape == (300, 5) and torch.equal(x, again)
+    centers = torch.stack([x[y == c].mean(0) for c in range(3)])
+    assert torch.equal(torch.cdist(x, centers).argmin(1), y)
+    with pytest.raises(ValueError, match="blobs need num_features >= 1, num_classes >= 2"):
+        BlobsDataModule(num_classes=1)
 
 
 def test_xor_labels():
@@ -107,3 +117,13 @@ def test_loader_resumes_at_the_next_unseen_batch():
     restored.load_state_dict(state)
     assert seen + [b[0].tolist() for b in restored] == full
     assert [b[0].tolist() for b in restored] == full  # only the first iteration after a restore skips
+
+
+def test_loader_state_saved_after_the_last_batch_continues_with_the_next_epoch():
+    loader = TensorLoader(torch.arange(20), batch_size=3, shuffle=True, seed=1)
+    loader.sampler.set_epoch(2)
+    list(loader)  # the whole of epoch 2
+    resumed = TensorLoader(torch.arange(20), batch_size=3, shuffle=True, seed=1)
+    resumed.load_state_dict(loader.state_dict())
+    loader.sampler.set_epoch(3)
+    assert [b[0].tolist() for b in resumed] == [b[0].tolist() for b in loader]  # all 7 batches of epoch 3

@@ -1,10 +1,54 @@
 """Writes that leave either the old file or the complete new one, never a partial file."""
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+#: The temporary file of ``atomic_write(path)``: ``.<name>.<8 random characters>.tmp`` beside ``path``
+#: (``tempfile.mkstemp``'s random part), e.g. ``.last.ckpt.k3x_9q2a.tmp``.
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is named like a temporary file of :func:`atomic_write`.
+
+    Example::
+
+        >>> is_temporary("checkpoints/.last.ckpt.k3x_9q2a.tmp"), is_temporary("checkpoints/last.ckpt")
+        (True, False)
+    """
+    return _TEMPORARY.fullmatch(Path(path).name) is not None
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Deletes the temporary files :func:`atomic_write` left in ``directory`` when its process was killed.
+
+    Only files named like ours go; anything else in ``directory`` stays. Call it
+    only when no other process writes there (at the start of a run).
+
+    Returns:
+        The deleted files (none if ``directory`` does not exist).
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    stale = [path for path in directory.iterdir() if is_temporary(path) and path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Permissions of a file created the usual way (``open(path, "w")``); mkstemp would give 0600.
+_FILE_MODE = 0o666 & ~_umask()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
@@ -23,11 +67,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Named as _TEMPORARY matches, so a run can tell the files a kill left behind.
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            os.fchmod(f.fileno(), _FILE_MODE)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

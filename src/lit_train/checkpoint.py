@@ -1,19 +1,36 @@
-"""Checkpointing that keeps a resumable ``last.ckpt`` from the very first steps."""
+"""Checkpointing that keeps a resumable ``last.ckpt`` from the very first steps and never crowns a NaN,
+and the check that a checkpoint fits the model before Lightning loads it."""
 
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from torch.nn.parameter import UninitializedParameter
+
+from lit_train.checkpoint_io import CheckpointError, read_checkpoint
+
+#: How many mismatched parameter names an error message lists before it says how many more there are.
+SHOWN_KEYS = 3
 
 
 class ModelCheckpoint(LightningModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` that also writes ``last.ckpt`` every ``every_n_train_steps`` steps
-    before the monitored metric first exists.
+    before the monitored metric first exists, and never saves a NaN or infinite score as the best.
 
     Lightning defers a step-interval save, ``last.ckpt`` included, until the
     monitored (validation) metric is logged, so a job killed during its first
     epoch has nothing to resume from. Here only the best-checkpoint choice waits
     for the metric; ``last.ckpt`` is written on schedule.
+
+    Lightning also keeps the first score it sees even when it is NaN (stored as
+    infinitely bad) and, with ``save_top_k=-1`` or while fewer than ``save_top_k``
+    are kept, adds non-finite scores to the top k; a diverged run then has a
+    "best" checkpoint full of NaN weights. Here a non-finite score is never a
+    top-k candidate: the best stays the last finite one, or there is none.
+    ``last.ckpt`` is still written, as it is the state to resume or inspect.
     """
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
@@ -24,3 +41,77 @@ class ModelCheckpoint(LightningModelCheckpoint):
         candidates = self._monitor_candidates(trainer)
         if self.monitor is not None and self.monitor not in candidates and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, candidates)
+
+    def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
+        if current is None:
+            return False
+        finite = bool(torch.isfinite(torch.as_tensor(current)).all())
+        # Every rank must take the same decision (the parent's reduce is collective too).
+        if not trainer.strategy.reduce_boolean_decision(finite, all=True):
+            return False
+        return super().check_monitor_top_k(trainer, current)
+
+
+def _names(keys: list[str]) -> str:
+    shown = ", ".join(keys[:SHOWN_KEYS])
+    return shown + (f" (+{len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else "")
+
+
+def _shape(value: Any) -> list[int] | None:
+    return list(value.shape) if isinstance(value, torch.Tensor) else None
+
+
+def _builds_or_renames_late(module: L.LightningModule) -> bool:
+    """Whether ``module`` may create parameters after construction or rename the checkpoint's before loading."""
+    if any(is_overridden(hook, module, L.LightningModule) for hook in ("configure_model", "setup")):
+        return True
+    if any(isinstance(param, UninitializedParameter) for param in module.parameters()):
+        return True
+    # lit_train's own modules restore extra state in on_load_checkpoint but never touch the state_dict.
+    owner = next(cls for cls in type(module).__mro__ if "on_load_checkpoint" in vars(cls))
+    return not owner.__module__.startswith(("lit_train.", "lightning."))
+
+
+def check_checkpoint_fits(path: str | Path, module: L.LightningModule, source: str = "ckpt_path") -> None:
+    """Checks that the checkpoint at ``path`` has the parameters ``module`` has, with the same shapes.
+
+    Lightning finds a mismatch only after building the trainer, and reports it as
+    torch's list of every missing and unexpected key; here it is one line naming
+    the first few, before anything runs. Modules that build or rename parameters
+    late (``configure_model``, ``setup``, ``on_load_checkpoint``, lazy layers) are
+    left to Lightning's own check.
+
+    Args:
+        path: The checkpoint to load.
+        module: The LightningModule it will be loaded into.
+        source: The config key that named the checkpoint, for the message.
+
+    Raises:
+        CheckpointError: If the checkpoint does not load safely, is not a Lightning
+            checkpoint, or does not fit ``module``.
+    """
+    try:
+        checkpoint = read_checkpoint(path)
+    except CheckpointError as error:
+        raise type(error)(f"{source}: {error}") from None
+    state = checkpoint.get("state_dict")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source}: {str(path)!r} is not a Lightning checkpoint (it has no state_dict)")
+    if _builds_or_renames_late(module):
+        return
+    expected = module.state_dict()
+    problems = []
+    if module.strict_loading:
+        missing = [key for key in expected if key not in state]
+        unexpected = [key for key in state if key not in expected]
+        if missing:
+            problems.append(f"missing {_names(missing)}")
+        if unexpected:
+            problems.append(f"unexpected {_names(unexpected)}")
+    resized = [f"{key} is {_shape(state[key])} there but {_shape(value)} here" for key, value in expected.items()
+               if key in state and _shape(state[key]) != _shape(value)]
+    if resized:
+        problems.append(_names(resized))
+    if problems:
+        raise CheckpointError(f"{source}: {str(path)!r} does not fit this config's model ({type(module).__name__}), "
+                              f"it was saved by another one: {'; '.join(problems)}")

@@ -1,5 +1,7 @@
-"""Checkpoint writes that a crash cannot corrupt."""
+"""Checkpoint writes that a crash cannot corrupt, and reads that run no code from the file."""
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,3 +27,41 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
             return super().save_checkpoint(checkpoint, path, storage_options)
         atomic_write(Path(path), lambda f: torch.save(checkpoint, f))
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: unreadable, unsafe to load, or not a Lightning checkpoint."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint that loads only by running the code its pickled objects name."""
+
+
+def _first_line(error: Exception) -> str:
+    return next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Loads a checkpoint with ``torch.load(weights_only=True)``, memory-mapped, for a look before Lightning loads it.
+
+    Memory-mapping reads only what is looked at, so checking a large checkpoint's
+    step or parameter names costs little.
+
+    Raises:
+        UnsafeCheckpointError: If the file holds pickled objects that safe loading refuses.
+        CheckpointError: If the file is unreadable (truncated, not a torch file) or
+            not a dict; the message is one line saying why.
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as error:
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if refused is None:
+            raise CheckpointError(f"{str(path)!r} is not a readable checkpoint ({_first_line(error)})") from None
+        raise UnsafeCheckpointError(f"{str(path)!r} holds a pickled {refused.group(1)}, which torch.load(weights_only=True) "
+                                    "refuses to run; lit_train loads only checkpoints of tensors and plain values") from None
+    except Exception as error:  # truncated, not a zip archive, not a torch archive, ...
+        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint ({_first_line(error)})") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{str(path)!r} is not a Lightning checkpoint (it holds a {type(checkpoint).__name__})")
+    return checkpoint

@@ -10,7 +10,9 @@ import hydra
 from hydra._internal.utils import get_args_parser
 from omegaconf import DictConfig
 
+from lit_train import launch
 from lit_train.command_line import CONFIG_MODULE, CONFIG_NAME, check_overrides, expand_callback_additions
+from lit_train.partial_run import taken_back
 from lit_train.validate import validate
 
 EXIT_BAD_CONFIG = 2
@@ -36,22 +38,27 @@ def _job(cfg: DictConfig) -> float | None:
     from lit_train.run import run
 
     try:
-        return run(cfg)
+        with launch.ranks_of_this_job():
+            return run(cfg)
     except Exception as error:
         if cfg.verbose:
             raise
-        _report_failure(error)
+        _report_failure(error, kept=not taken_back(cfg.run_dir))
         sys.exit(EXIT_RUN_FAILED)
 
 
-def _report_failure(error: BaseException) -> None:
-    """One line naming the root cause (Hydra wraps errors raised by constructors)."""
+def _report_failure(error: BaseException, kept: bool = True) -> None:
+    """One line naming the root cause (Hydra wraps errors raised by constructors), then what is left of the run."""
     while error.__cause__ is not None:
         error = error.__cause__
     message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
     print(f"error: {type(error).__name__}: {message}", file=sys.stderr)
-    print("lit_train: the run failed (summary.json says where it stopped); add verbose=true for the traceback.",
-          file=sys.stderr)
+    if kept:
+        print("lit_train: the run failed (summary.json says where it stopped); add verbose=true for the traceback.",
+              file=sys.stderr)
+    else:
+        print("lit_train: the run failed before its first checkpoint, so it left nothing behind; "
+              "add verbose=true for the traceback.", file=sys.stderr)
 
 
 
@@ -62,9 +69,11 @@ def main(argv: list[str] | None = None) -> None:
     args = get_args_parser().parse_args(argv)
     # Flags that only print (help, config, info) run no job and need no validation.
     if not (args.help or args.hydra_help or args.info or args.cfg or args.shell_completion):
-        problems = check_overrides(args.overrides, multirun=args.multirun)
+        problems = (check_overrides(args.overrides, multirun=args.multirun)
+                    or launch.launcher_problems(args.overrides, multirun=args.multirun))
         if problems:
             _report(problems)
             sys.exit(EXIT_BAD_CONFIG)
+        argv += launch.torchrun_overrides(args.overrides, multirun=args.multirun)
     sys.argv = [sys.argv[0], *argv]
     _job()

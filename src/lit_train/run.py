@@ -11,12 +11,18 @@ from typing import Any
 
 import lightning.pytorch as L
 from hydra.utils import instantiate
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lit_callbacks import Warmup
 from omegaconf import DictConfig, OmegaConf
 
+from lit_train.atomic import remove_stale_temporaries
+from lit_train.checkpoint import check_checkpoint_fits
 from lit_train.checkpoint_io import AtomicCheckpointIO
+from lit_train.loggers import ResumableCSVLogger
 from lit_train.optim import Optimization, attach_optimizers
+from lit_train.profiler import NoProfiler
+from lit_train.partial_run import Footprint
 from lit_train.resume import RngState, find_resume_checkpoint
 from lit_train.registry import OPTIMIZER_KEYS, SCHEDULER_KEYS, SCHEDULERS
 from lit_train.summary import format_summary, monitored_value, to_number, write_json_atomic
@@ -56,15 +62,18 @@ def build_callbacks(callbacks_cfg: DictConfig) -> list[Callback]:
     return sorted(callbacks, key=lambda callback: not isinstance(callback, Warmup))
 
 
-def build_logger(logger_cfg: DictConfig) -> Any:
-    """The configured logger, or ``False`` for ``logger=none``."""
+def build_logger(logger_cfg: DictConfig, resume_from: str | None = None) -> Any:
+    """The configured logger, or ``False`` for ``logger=none``; ``resume_from``: the checkpoint training resumes from."""
     target = logger_cfg.get("_target_")
     if target is None:
         return False
     if target.endswith("MLFlowLogger") and str(logger_cfg.get("tracking_uri", "")).startswith("file:"):
         # MLflow 3 refuses its file store unless asked; a local file store is what logger=mlflow promises.
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    return instantiate(logger_cfg, _convert_="all")
+    logger = instantiate(logger_cfg, _convert_="all")
+    if resume_from is not None and isinstance(logger, ResumableCSVLogger):
+        logger.continue_from(resume_from)  # keeps metrics.csv's rows from before the checkpoint
+    return logger
 
 
 class _SaveOnInterrupt(Callback):
@@ -111,6 +120,13 @@ def _initial_lr(trainer: L.Trainer) -> float | None:
     return group.get("initial_lr", group["lr"])
 
 
+def _skipped_steps(trainer: L.Trainer) -> int | None:
+    """Optimizer steps a gradient monitor dropped for non-finite gradients; ``None`` without such a monitor."""
+    counts = [getattr(callback, "skipped_steps", None) for callback in trainer.callbacks]
+    counts = [count for count in counts if isinstance(count, int)]
+    return sum(counts) if counts else None
+
+
 def _summarize(cfg: DictConfig, trainer: L.Trainer, status: str, started: float, results: dict) -> dict[str, Any]:
     checkpoint = trainer.checkpoint_callback
     run_dir = Path(cfg.run_dir)
@@ -128,6 +144,7 @@ def _summarize(cfg: DictConfig, trainer: L.Trainer, status: str, started: float,
         "final_metrics": fit_metrics,
         "test_metrics": results.pop("test_metrics", {}),
         "stopped_reason": _stopped_reason(trainer, status, cfg.action),
+        "skipped_steps": _skipped_steps(trainer),
         "wall_time_s": round(time.perf_counter() - started, 3),
         "global_step": trainer.global_step,
         "epoch": trainer.current_epoch,
@@ -138,9 +155,9 @@ def _summarize(cfg: DictConfig, trainer: L.Trainer, status: str, started: float,
     }
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
-    """The Trainer with the configured callbacks and logger, writing into ``run_dir``."""
-    logger = build_logger(cfg.logger)
+def build_trainer(cfg: DictConfig, run_dir: Path, resume_from: str | None = None) -> L.Trainer:
+    """The Trainer with the configured callbacks and logger, writing into ``run_dir`` (resuming from ``resume_from``)."""
+    logger = build_logger(cfg.logger, resume_from)
     callbacks = [*build_callbacks(cfg.callbacks), RngState(), _SaveOnInterrupt(run_dir / "checkpoints" / LAST_CHECKPOINT)]
     if "trial" in cfg:  # a trial of lit_train's Optuna sweeper: report to the study, stop when pruned
         from lit_train.pruning import TrialPruning
@@ -154,6 +171,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     trainer = instantiate(
         cfg.trainer,
         plugins=None if sharded else [AtomicCheckpointIO()],
+        profiler=cfg.trainer.get("profiler") or NoProfiler(),
         callbacks=callbacks,
         logger=logger,
         default_root_dir=str(run_dir),
@@ -170,25 +188,50 @@ def _pruned(trainer: L.Trainer) -> bool:
     return any(getattr(callback, "pruned", False) for callback in trainer.callbacks)
 
 
-def _train_and_test(
-    cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule
-) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    ckpt_path = cfg.ckpt_path
-    if cfg.resume == "auto":
+def _checkpoint_to_load(cfg: DictConfig, module: L.LightningModule) -> dict[str, Any]:
+    """The checkpoint the run starts from (``ckpt_path``, or what ``resume=auto`` finds), checked against ``module``.
+
+    Checked before the trainer and its logger exist, so a checkpoint that does
+    not fit fails the run before anything touches the run directory (the CSV
+    logger, for one, trims or replaces an existing metrics.csv).
+    """
+    results: dict[str, Any] = {"ckpt_path": cfg.ckpt_path}
+    source = "ckpt_path"
+    if cfg.action == "train" and cfg.resume == "auto":
         results.update(_resume_point(Path(cfg.run_dir)))
-        ckpt_path = results.get("resumed_from")
+        results["ckpt_path"], source = results["resumed_from"], "resume=auto"
+    if cfg.action == "train" and results["ckpt_path"] is not None:
+        # One line naming the mismatched parameters, before Lightning's wall of missing and unexpected keys.
+        check_checkpoint_fits(results["ckpt_path"], module, source)
+    return results
+
+
+def _train_and_test(
+    cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule,
+    start: dict[str, Any],
+) -> dict[str, Any]:
+    results = dict(start)
+    ckpt_path = results.pop("ckpt_path")
     if cfg.train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        # weights_only: loading a checkpoint must not run code pickled into it (lit_train's hold tensors and plain values).
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        _check_trained_on_something(cfg, trainer)
         results["final_metrics"] = {name: to_number(value) for name, value in sorted(trainer.callback_metrics.items())}
         # Whatever the callbacks did, the final state is always kept as last.ckpt.
         trainer.save_checkpoint(Path(cfg.run_dir) / "checkpoints" / LAST_CHECKPOINT)
     if cfg.test and not _pruned(trainer):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")
         ckpt = ("best" if best else None) if cfg.train else cfg.ckpt_path
-        tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt)
+        tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         results["test_metrics"] = {name: to_number(value) for name, value in (tested[0] if tested else {}).items()}
     return results
+
+
+def _check_trained_on_something(cfg: DictConfig, trainer: L.Trainer) -> None:
+    """Fails a fit that had no training batch: Lightning only logs that and returns, as if it had trained."""
+    if trainer.fit_loop.max_batches == 0 and trainer.limit_train_batches != 0:
+        raise ValueError(f"data: the training data is empty: {cfg.data.get('_target_')} gave no training batch "
+                         f"(data.batch_size={cfg.data.get('batch_size')!r}); nothing was trained")
 
 
 def _resume_point(run_dir: Path) -> dict[str, Any]:
@@ -204,18 +247,49 @@ def _resume_point(run_dir: Path) -> dict[str, Any]:
 def run(cfg: DictConfig) -> float | None:
     """Does what ``cfg.action`` says (train and/or test, lr_find, show_schedule) and writes ``summary.json``.
 
+    A single run that fails before it wrote a checkpoint writes no summary and
+    takes back what it created in its directories (:mod:`lit_train.partial_run`).
+
     Returns:
         The best value of ``cfg.monitor`` (the last one if nothing checkpointed
         the best), for sweepers to optimize; ``None`` if it was never logged.
     """
-    started = time.perf_counter()
     run_dir = Path(cfg.run_dir)
+    checkpoint_folders = _checkpoint_folders(cfg)
+    footprint = None
+    if rank_zero_only.rank == 0:
+        # Only rank 0 writes checkpoints and summary.json, and no other run writes here now.
+        for folder in dict.fromkeys([run_dir, *checkpoint_folders]):
+            if stale := remove_stale_temporaries(folder):
+                print(f"lit_train: removed {len(stale)} temporary file(s) an interrupted save left in {folder}")
+        # A sweeper's trial may run as a single run of its own process; the sweep keeps its failed jobs' directories.
+        footprint = None if "trial" in cfg else Footprint.of_single_run(run_dir, checkpoint_folders)
+    try:
+        return _run(cfg, run_dir, footprint)
+    except BaseException:
+        if footprint is not None and not footprint.wrote_checkpoint():
+            footprint.take_back()
+        raise
+
+
+def _checkpoint_folders(cfg: DictConfig) -> list[Path]:
+    """Where this run's checkpoints go: ``run_dir/checkpoints`` and any checkpoint callback's ``dirpath``."""
+    folders = [Path(cfg.run_dir) / "checkpoints"]
+    for entry in cfg.callbacks.values():
+        if entry is not None and entry.get("dirpath"):
+            folders.append(Path(entry.dirpath))
+    return list(dict.fromkeys(folders))
+
+
+def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None) -> float | None:
+    started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     module = instantiate(cfg.model, _convert_="all")
     optimization = build_optimization(cfg.optimizer, cfg.scheduler, cfg.data.get("batch_size"))
     attach_optimizers(module, optimization)
-    trainer = build_trainer(cfg, run_dir)
+    start = _checkpoint_to_load(cfg, module)
+    trainer = build_trainer(cfg, run_dir, start["ckpt_path"] if cfg.action == "train" and cfg.train else None)
 
     status, results = "failed", {}
     try:
@@ -225,7 +299,7 @@ def run(cfg: DictConfig) -> float | None:
         elif cfg.action == "show_schedule":
             results["lr_schedule"] = show_schedule(trainer, module, datamodule, optimization, run_dir / "lr_schedule.png")
         else:
-            results = _train_and_test(cfg, trainer, module, datamodule)
+            results = _train_and_test(cfg, trainer, module, datamodule, start)
         status = "pruned" if _pruned(trainer) else "completed"
     except (KeyboardInterrupt, SystemExit):
         # Lightning turns Ctrl+C into SystemExit after its graceful shutdown.
@@ -233,7 +307,9 @@ def run(cfg: DictConfig) -> float | None:
         raise
     finally:
         summary = _summarize(cfg, trainer, status, started, results)
-        if trainer.is_global_zero:
+        # A failed run with no checkpoint is taken back (see run()): no summary of it either.
+        worth_keeping = status in ("completed", "pruned") or footprint is None or footprint.wrote_checkpoint()
+        if trainer.is_global_zero and worth_keeping:
             write_json_atomic(run_dir / "summary.json", summary)
             print(format_summary(summary))
     return monitored_value(summary)

@@ -25,6 +25,21 @@ def monitored_value(summary: dict[str, Any]) -> float | None:
     return summary["best_score"] if summary["best_score"] is not None else summary["final_monitor_value"]
 
 
+#: What to try after a run stopped for these reasons, in terms of lit_train's config keys.
+STOP_HINTS = {
+    "non_finite_gradient": (
+        "a gradient became NaN or infinite, so training stopped and that step's update was dropped (the weights "
+        "and the best checkpoint stay finite): lower the learning rate (optimizer.lr), clip gradients "
+        "(trainer.gradient_clip_val=1.0), check the data for NaN, or skip such steps and go on "
+        "(callbacks.gradient_monitor.on_nonfinite=skip)"
+    ),
+    "non_finite": (
+        "the monitored metric became NaN or infinite: lower the learning rate (optimizer.lr) or clip gradients "
+        "(trainer.gradient_clip_val=1.0)"
+    ),
+}
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The few lines printed at the end of a run."""
     best = summary["best_score"]
@@ -34,6 +49,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         f" (stopped: {summary['stopped_reason']})",
         f"  best {summary['monitor']} ({summary['mode']}): {best_text}",
     ]
+    if hint := STOP_HINTS.get(summary["stopped_reason"]):
+        lines.append(f"  hint: {hint}")
+    if summary.get("skipped_steps"):
+        lines.append(f"  skipped {summary['skipped_steps']} optimizer step(s) with a non-finite gradient")
     if summary["test_metrics"]:
         tests = ", ".join(f"{name} {value:.4g}" for name, value in sorted(summary["test_metrics"].items()))
         lines.append(f"  test: {tests}")

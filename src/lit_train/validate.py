@@ -8,6 +8,7 @@ under a second instead of minutes into a run.
 import difflib
 import importlib.util
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,8 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
             ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "64", "32", "16", "bf16", 64, 32, 16),
         ),
         "num_nodes": _COUNT,
+        # Lightning's forms: a count (-1: all), device indices, or a string ("auto", "0,1").
+        "devices": Union((Number(1, integer=True, also=(-1,)), ListOf(Number(0, integer=True)), Text())),
         "check_val_every_n_epoch": Number(1, integer=True, nullable=True),
         "log_every_n_steps": _COUNT,
         "fast_dev_run": Union((Flag(), Number(0, integer=True))),
@@ -132,6 +135,50 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
         "detect_anomaly": Flag(),
         "profiler": OneOf(("advanced", "pytorch", "simple"), nullable=True),
     },
+}
+_CHECKPOINT_RULES = {
+    "save_top_k": Number(-1, integer=True),
+    "every_n_train_steps": Number(0, integer=True, nullable=True),
+    "every_n_epochs": Number(0, integer=True, nullable=True),
+    "save_last": Union((Flag(nullable=True), OneOf(("link",)))),
+    "mode": OneOf(("max", "min")),
+}
+#: Values of the callbacks lit_train configures, by ``_target_``: checked here rather than by their constructors,
+#: which would raise only once torch is imported and the run directory exists.
+CALLBACK_RULES: dict[str, dict[str, Any]] = {
+    "lit_callbacks.GradientMonitor": {
+        "log_every_n_steps": _COUNT,
+        "per": OneOf(("module", "parameter")),
+        "on_nonfinite": OneOf(("skip", "stop", "warn")),
+        "vanishing": Number(0, nullable=True),
+        "exploding": Number(0, low_open=True, nullable=True),
+        "patience": _COUNT,
+    },
+    "lit_callbacks.Warmup": {
+        "steps": Number(1, integer=True, nullable=True),
+        "ratio": Number(0, 1, low_open=True, high_open=True, nullable=True),
+        "start_factor": Number(0, 1),
+        "mode": OneOf(("cosine", "exponential", "linear")),
+    },
+    "lit_callbacks.EarlyStopping": {
+        "patience": Number(0, integer=True),
+        "min_delta": _NON_NEGATIVE,
+        "mode": OneOf(("max", "min")),
+        "divergence_factor": Number(1, low_open=True, nullable=True),
+        "min_lr": Number(0, nullable=True),
+    },
+    "lit_callbacks.LRFinder": {
+        "min_lr": _POSITIVE,
+        "max_lr": _POSITIVE,
+        "num_steps": Number(10, integer=True),
+        "mode": OneOf(("exponential", "linear")),
+        "method": OneOf(("minimum", "steepest", "valley")),
+    },
+    "lit_callbacks.WeightPenalty": {"l1": _NON_NEGATIVE, "l2": _NON_NEGATIVE},
+    "lit_callbacks.ActivationMonitor": {"log_every_n_steps": _COUNT},
+    "lit_train.checkpoint.ModelCheckpoint": _CHECKPOINT_RULES,
+    "lightning.pytorch.callbacks.ModelCheckpoint": _CHECKPOINT_RULES,
+    "lightning.pytorch.callbacks.LearningRateMonitor": {"logging_interval": OneOf(("epoch", "step"), nullable=True)},
 }
 #: Strategies that need a package beyond lit_train's own dependencies.
 STRATEGY_PACKAGES = {"deepspeed": "deepspeed"}
@@ -279,6 +326,13 @@ def _check_callbacks(callbacks: Any, problems: list[str]) -> None:
         if entry is not None and not (isinstance(entry, dict) and isinstance(entry.get("_target_"), str)):
             problems.append(f"callbacks.{name}: must be a callback config with a _target_ (or null to switch it off), "
                             f"got {entry!r}")
+            continue
+        target = entry.get("_target_") if entry is not None else None
+        _check_rules(entry or {}, CALLBACK_RULES.get(target, {}), f"callbacks.{name}.", problems)
+        if target == "lit_callbacks.Warmup" and (entry.get("steps") is None) == (entry.get("ratio") is None):
+            problems.append(f"callbacks.{name}.steps: give exactly one of callbacks.{name}.steps and "
+                            f"callbacks.{name}.ratio (set the other to null), got steps={entry.get('steps')!r}, "
+                            f"ratio={entry.get('ratio')!r}")
 
 
 def _check_packages(cfg: dict, problems: list[str]) -> None:
@@ -352,6 +406,29 @@ def _check_trial(trial: Any, problems: list[str]) -> None:
         problems.append(f"trial.{key}: no such key{did_you_mean(key, TRIAL_RULES)} (keys: {', '.join(TRIAL_RULES)})")
 
 
+def _echoed_key(cfg: DictConfig, path: str) -> str | None:
+    """The key that ``path``'s value merely repeats (``${monitor}`` -> ``monitor``), else ``None``."""
+    parent_path, _, leaf = path.rpartition(".")
+    try:
+        parent = OmegaConf.select(cfg, parent_path, throw_on_resolution_failure=False) if parent_path else cfg
+    except OmegaConfBaseException:
+        return None
+    if not isinstance(parent, DictConfig) or leaf not in parent or not OmegaConf.is_interpolation(parent, leaf):
+        return None
+    echoed = re.fullmatch(r"\$\{([\w.]+)\}", str(OmegaConf.to_container(parent, resolve=False)[leaf]))
+    return echoed.group(1) if echoed else None
+
+
+def _drop_echoes(cfg: DictConfig, problems: list[str]) -> list[str]:
+    """Drops the problems of keys that only repeat a key whose own problem is reported.
+
+    ``monitor=val/los`` is one mistake, though checkpointing and early stopping
+    read it as ``${monitor}`` too: it gets one line, not one per reader.
+    """
+    reported = {problem.split(":", 1)[0] for problem in problems}
+    return [problem for problem in problems if _echoed_key(cfg, problem.split(":", 1)[0]) not in reported]
+
+
 def validate(cfg: DictConfig) -> list[str]:
     """Returns every problem of a composed lit_train config (empty when it is fine).
 
@@ -385,4 +462,4 @@ def validate(cfg: DictConfig) -> list[str]:
     _check_packages(plain, problems)
     _check_targets(plain, problems)
     _check_paths(plain, problems)
-    return problems
+    return _drop_echoes(cfg, problems)

@@ -90,9 +90,16 @@ class TensorLoader:
         return {"epoch": self.sampler.epoch, "served": self._served}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Continue at the next unseen batch of ``state``'s epoch on the next iteration."""
-        self.sampler.set_epoch(state["epoch"])
-        self._resume_at = state["served"]
+        """Continue at the next unseen batch of ``state``'s epoch on the next iteration.
+
+        A state saved after the last batch of its epoch continues with the next epoch.
+        """
+        if state["served"] >= len(self):
+            self.sampler.set_epoch(state["epoch"] + 1)
+            self._resume_at = 0
+        else:
+            self.sampler.set_epoch(state["epoch"])
+            self._resume_at = state["served"]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         rank, world = self._rank_and_world()

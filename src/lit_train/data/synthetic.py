@@ -1,4 +1,4 @@
-"""Small synthetic problems that people learn on: lines, cubics and XOR."""
+"""Synthetic problems: lines, cubics and XOR to learn on, Gaussian blobs of any size to measure with."""
 
 import torch
 
@@ -59,3 +59,32 @@ class XorDataModule(TensorDataModule):
         bits = torch.randint(0, 2, (self.num_samples, 2), generator=g)
         x = bits.float() + self.noise * torch.randn(self.num_samples, 2, generator=g)
         return x, (bits[:, 0] ^ bits[:, 1]).long()
+
+
+class BlobsDataModule(TensorDataModule):
+    """Gaussian class blobs: one random center per class, samples scattered around it.
+
+    Any size and shape, generated in memory from the seed: the problem for measuring
+    throughput and scaling, where the data must be large and the answer does not matter.
+
+    Args:
+        num_features: Features per sample.
+        num_classes: Number of classes (one center each).
+        num_samples: Number of samples.
+        noise: Standard deviation of the samples around their center (centers are N(0, 1)).
+        **kwargs: Split, batch size and seed, see :class:`TensorDataModule`.
+    """
+
+    def __init__(self, num_features: int = 64, num_classes: int = 10, num_samples: int = 10000, noise: float = 1.0,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        if num_features < 1 or num_classes < 2 or num_samples < 1:
+            raise ValueError(f"blobs need num_features >= 1, num_classes >= 2 and num_samples >= 1, got "
+                             f"{num_features}, {num_classes} and {num_samples}")
+        self.num_features, self.num_classes, self.num_samples, self.noise = num_features, num_classes, num_samples, noise
+
+    def make_tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(self.seed)
+        centers = torch.randn(self.num_classes, self.num_features, generator=g)
+        y = torch.randint(0, self.num_classes, (self.num_samples,), generator=g)
+        return centers[y] + self.noise * torch.randn(self.num_samples, self.num_features, generator=g), y

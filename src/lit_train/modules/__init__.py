@@ -1,4 +1,4 @@
-"""LightningModules that wrap the plain networks with a loss and torchmetrics metrics.
+"""LightningModules that wrap the plain networks with a loss and metrics.
 
 They define no ``configure_optimizers``: lit_train attaches one built from the
 ``optimizer`` and ``scheduler`` config groups (see :func:`lit_train.optim.attach_optimizers`).

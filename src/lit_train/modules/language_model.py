@@ -1,10 +1,8 @@
 """Next-token language modelling."""
 
 import torch
-from torch import nn
+from torch import Tensor
 from torch.nn import functional as F
-from torchmetrics import MetricCollection
-from torchmetrics.text import Perplexity
 
 from lit_train.modules.task import TaskModule
 
@@ -13,20 +11,22 @@ class LanguageModel(TaskModule):
     """Next-token cross-entropy over ``net``'s ``(batch, time, vocab)`` logits.
 
     Logs ``<stage>/loss`` (mean per-token cross-entropy, nats) and ``<stage>/ppl``
-    (perplexity) for stages ``train``, ``val`` and ``test``.
+    (perplexity: the exponential of the epoch's mean per-token loss) for stages
+    ``train``, ``val`` and ``test``. Epoch means weigh every token equally.
 
     Args:
         net: Maps ``(batch, time)`` token ids to ``(batch, time, vocab)`` logits.
     """
 
     METRICS = ("ppl",)
+    DERIVED = ("ppl",)
 
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__(net)
-        self.metrics = MetricCollection({f"{stage}_ppl": Perplexity() for stage in ("train", "val", "test")})
-
-    def step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = batch
-        logits = self.net(x)
-        self.metrics[f"{stage}_ppl"].update(logits.detach(), y)
-        return F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        return F.cross_entropy(self.net(x).flatten(0, 1), y.flatten()), {}
+
+    def batch_weight(self, batch: tuple[Tensor, Tensor]) -> int:
+        return batch[1].numel()
+
+    def derived_metrics(self, means: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {"ppl": torch.exp(means["loss"])}

@@ -1,9 +1,7 @@
 """Regression with mean squared error."""
 
-import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn import functional as F
-from torchmetrics import MeanAbsoluteError, MetricCollection
 
 from lit_train.modules.task import TaskModule
 
@@ -19,12 +17,7 @@ class Regressor(TaskModule):
 
     METRICS = ("mae",)
 
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__(net)
-        self.metrics = MetricCollection({f"{stage}_mae": MeanAbsoluteError() for stage in ("train", "val", "test")})
-
-    def step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+    def step(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = batch
         prediction = self.net(x).reshape(y.shape)
-        self.metrics[f"{stage}_mae"].update(prediction.detach(), y)
-        return F.mse_loss(prediction, y)
+        return F.mse_loss(prediction, y), {"mae": (prediction.detach() - y).abs().mean()}

@@ -1,17 +1,30 @@
-"""The shared train/val/test step of the built-in tasks."""
+"""The shared train/val/test step of the built-in tasks, and how they log."""
+
+from typing import Any
 
 import lightning.pytorch as L
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+from lit_train.modules.running_means import RunningMeans
+
+STAGES = ("train", "val", "test")
 
 
 class TaskModule(L.LightningModule):
-    """Runs ``net`` and logs ``<stage>/loss`` plus the subclass's metrics.
+    """Runs ``net``, returns the loss and logs ``<stage>/loss`` plus the subclass's metrics.
 
-    Subclasses implement :meth:`step`, returning the loss and updating their
-    metrics; this class does the logging so every task logs the same way:
-    ``train/loss`` every step (and its epoch mean), ``val/loss`` and
-    ``test/loss`` per epoch, each metric as ``<stage>/<name>`` per epoch.
+    Subclasses implement :meth:`step`, returning the batch's mean loss and the batch
+    means of their :attr:`METRICS`. Logged keys:
+
+    * ``train/loss_step``: mean training loss over the steps since the previous
+      log (or the epoch's start), every ``trainer.log_every_n_steps`` steps;
+    * ``<stage>/loss`` and ``<stage>/<metric>``: means over the stage's epoch,
+      weighted by samples (:meth:`batch_weight`) and reduced over all ranks.
+
+    Values are summed on the device (:class:`RunningMeans`) and read once per
+    log, so the training step never waits on the host for a metric. The training
+    epoch's sums are checkpointed: a run resumed mid-epoch logs the same epoch means.
 
     Args:
         net: The network (any ``nn.Module``).
@@ -19,31 +32,102 @@ class TaskModule(L.LightningModule):
 
     #: Metric names every subclass logs per stage, besides ``loss``; read by config validation.
     METRICS: tuple[str, ...] = ()
+    #: Those of :attr:`METRICS` that :meth:`derived_metrics` computes from the epoch means instead.
+    DERIVED: tuple[str, ...] = ()
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
+        self._averaged = tuple(name for name in self.METRICS if name not in self.DERIVED)
+        names = ("loss", *self._averaged)
+        self._epoch = {stage: RunningMeans(names) for stage in STAGES}
+        self._window = RunningMeans(names)  # training steps since the last log
+        self._train_epoch = -1  # the epoch the training sums belong to
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets _current_fx_name around every hook call, about fifty times a training step;
+        # it is a plain string, so nn.Module's checks for parameters, modules and buffers are wasted there.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
-    def step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        """Returns the batch loss and updates this stage's metrics."""
+    def step(self, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
+        """Returns the batch's mean loss and the batch mean of each (non-derived) name in :attr:`METRICS`."""
         raise NotImplementedError
 
-    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        loss = self.step(batch, stage)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(batch[0]))
-        for name in self.METRICS:
-            self.log(f"{stage}/{name}", self.metrics[f"{stage}_{name}"], on_step=False, on_epoch=True, prog_bar=True)
+    def batch_weight(self, batch: Any) -> int:
+        """How much a batch counts in the epoch means: its number of samples."""
+        return len(batch[0])
+
+    def derived_metrics(self, means: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Metrics computed from the means (e.g. perplexity from the loss); none by default."""
+        return {}
+
+    def _update(self, means: RunningMeans, batch: Any) -> Tensor:
+        loss, metrics = self.step(batch)
+        means.update([loss, *(metrics[name] for name in self._averaged)], self.batch_weight(batch))
         return loss
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train")
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        # Reset here, not in on_train_epoch_start: Lightning skips that hook for an epoch it resumes.
+        if self._train_epoch != self.current_epoch:
+            self._window.reset()
+            self._epoch["train"].reset()
+            self._train_epoch = self.current_epoch
+        loss = self._update(self._window, batch)
+        # Lightning sends step metrics to the loggers only on its logging steps; read the sums only then.
+        if self.trainer._logger_connector.should_update_logs:
+            window = self._window.compute()
+            self._window.merge_into(self._epoch["train"])
+            self.log("train/loss_step", window["loss"], on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
+        return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "val")
+    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._update(self._epoch["val"], batch)
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "test")
+    def test_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._update(self._epoch["test"], batch)
+
+    def on_validation_epoch_start(self) -> None:
+        self._epoch["val"].reset()
+
+    def on_test_epoch_start(self) -> None:
+        self._epoch["test"].reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._window.merge_into(self._epoch["train"])
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def _sum_over_ranks(self, totals: Tensor) -> Tensor:
+        return self.trainer.strategy.reduce(totals, reduce_op="sum") if self.trainer.world_size > 1 else totals
+
+    def _log_epoch(self, stage: str) -> None:
+        means = self._epoch[stage].compute(self._sum_over_ranks)
+        if not means:
+            return
+        means.update(self.derived_metrics(means))
+        # Already reduced over ranks: Lightning must not average them again.
+        self.log_dict({f"{stage}/{name}": value for name, value in means.items()}, prog_bar=True, batch_size=1)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["train_means"] = {
+            "epoch_index": self._train_epoch,
+            "epoch": self._epoch["train"].state_dict(),
+            "window": self._window.state_dict(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "train_means" in checkpoint:
+            self._epoch["train"].load_state_dict(checkpoint["train_means"]["epoch"])
+            self._window.load_state_dict(checkpoint["train_means"]["window"])
+            self._train_epoch = checkpoint["train_means"]["epoch_index"]

@@ -1,0 +1,125 @@
+"""The CSV logger: a run SIGKILLed and resumed with resume=auto ends with the uninterrupted run's metrics.csv; a fresh
+run writes as Lightning's CSVLogger does; resuming drops exactly the rows logged at or after the checkpoint's step."""
+
+import csv
+import warnings
+
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from support import FAST, ROOT, compose_config, read_summary, run_cli
+
+from lit_train.loggers import ResumableCSVLogger, keep_rows_before
+from lit_train.run import run
+
+
+def _rows(path):
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_run_keeps_the_uninterrupted_metrics(tmp_path):
+    # Two epochs of 20 steps, last.ckpt every 7: killed at step 30, the run resumes from step 28, mid-epoch.
+    args = ["deterministic=true", "model.net.dropout=0.2", "trainer.max_epochs=2", "trainer.log_every_n_steps=1",
+            "callbacks.model_checkpoint.every_n_train_steps=7", "callbacks.progress_bar=null", "test=false"]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert run_cli(*args, f"hydra.run.dir={full}", cwd=tmp_path).returncode == 0
+
+    env = {"PYTHONPATH": str(ROOT / "tests" / "byo")}
+    killer = "+callbacks.killer={_target_: killer.KillAt, step: 30}"
+    killed = run_cli(*args, killer, f"hydra.run.dir={cut}", cwd=tmp_path, env=env)
+    assert killed.returncode == -9
+    # The killed run wrote rows past its last checkpoint: those the resumed run logs again.
+    assert max(int(row["step"]) for row in _rows(cut / "metrics.csv")) >= 28
+    resumed = run_cli(*args, "resume=auto", f"hydra.run.dir={cut}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert read_summary(cut)["resumed_at_step"] == 28
+
+    assert (cut / "metrics.csv").read_bytes() == (full / "metrics.csv").read_bytes()
+
+
+def test_a_fresh_run_into_an_empty_directory_writes_metrics_normally(tmp_path):
+    run_dir = tmp_path / "run"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run(compose_config([*FAST, "callbacks.progress_bar=null", "test=false"], run_dir=run_dir))
+    assert not [w for w in caught if "exists and is not empty" in str(w.message)]
+    rows = _rows(run_dir / "metrics.csv")
+    assert [row["step"] for row in rows if row["train/loss_step"]] == ["0", "1"]
+    assert any(row["val/loss"] for row in rows)
+
+
+def _log(logger, steps, extra_from=None):
+    """Logs what a training run logs around each step: an LR row, a step row, and at step 3 epoch-end rows."""
+    for step in steps:
+        logger.log_metrics({"lr": 0.1 / (step + 1)}, step=step)
+        logger.log_metrics({"loss_step": 1.0 / (step + 1), "epoch": step // 4}, step=step)
+        if step % 4 == 3:
+            logger.log_metrics({"val/loss": 0.5 / (step + 1), "epoch": step // 4}, step=step)
+            logger.log_metrics({"loss_epoch": 0.7 / (step + 1), "epoch": step // 4}, step=step)
+        if extra_from is not None and step >= extra_from:
+            logger.log_metrics({"new_column": float(step)}, step=step)
+        logger.save()
+
+
+def test_a_fresh_logger_writes_what_lightnings_csv_logger_writes(tmp_path):
+    ours = ResumableCSVLogger(tmp_path / "ours", name="", version="")
+    theirs = CSVLogger(tmp_path / "theirs", name="", version="")
+    for logger in (ours, theirs):
+        _log(logger, range(6), extra_from=5)
+        logger.finalize("success")
+    assert (tmp_path / "ours" / "metrics.csv").read_bytes() == (tmp_path / "theirs" / "metrics.csv").read_bytes()
+
+
+def test_a_fresh_run_replaces_an_old_metrics_file_and_nothing_else(tmp_path):
+    (tmp_path / "metrics.csv").write_text("lr,step\n0.1,0\n0.1,1\n")
+    (tmp_path / "notes.txt").write_text("the user's")
+    logger = ResumableCSVLogger(tmp_path, name="", version="")
+    _log(logger, [0])
+    assert [row["step"] for row in _rows(tmp_path / "metrics.csv")] == ["0", "0"]
+    assert (tmp_path / "notes.txt").read_text() == "the user's"
+
+
+def _checkpoint(path, step):
+    torch.save({"global_step": step, "state_dict": {}}, path)
+    return path
+
+
+def test_a_resumed_logger_ends_with_the_rows_of_an_uninterrupted_one(tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    _log(ResumableCSVLogger(full, name="", version=""), range(8), extra_from=6)
+    _log(ResumableCSVLogger(cut, name="", version=""), range(6))  # killed during step 5, last checkpoint at 4
+    resumed = ResumableCSVLogger(cut, name="", version="")
+    resumed.continue_from(_checkpoint(tmp_path / "last.ckpt", 4))
+    _log(resumed, range(4, 8), extra_from=6)  # a column the killed run never had: the header is rewritten
+    assert (cut / "metrics.csv").read_bytes() == (full / "metrics.csv").read_bytes()
+
+
+def test_keep_rows_before_drops_the_rows_at_and_after_the_step(tmp_path):
+    path = tmp_path / "metrics.csv"
+    _log(ResumableCSVLogger(tmp_path, name="", version=""), range(6))
+    header = path.read_text().splitlines()[0].split(",")
+
+    assert keep_rows_before(path, 4) == header
+    rows = _rows(path)
+    assert [row["step"] for row in rows] == ["0", "0", "1", "1", "2", "2", "3", "3", "3", "3"]
+    assert rows[-2]["val/loss"] and rows[-1]["loss_epoch"]  # step 3's epoch-end rows stay: they precede step 4
+    assert keep_rows_before(path, 0) == header and _rows(path) == []
+    assert keep_rows_before(tmp_path / "none.csv", 3) == [] and not (tmp_path / "none.csv").exists()
+
+
+def test_keep_rows_before_rewrites_only_when_something_changes(tmp_path):
+    path = tmp_path / "metrics.csv"
+    path.write_bytes(b"a,step\r\n1,0\r\n2,1\r\n")
+    before = path.stat()
+    assert keep_rows_before(path, 2) == ["a", "step"]
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_keep_rows_before_drops_a_cut_short_row_and_sorts_the_header(tmp_path):
+    path = tmp_path / "metrics.csv"
+    # A kill in the middle of a write leaves the last row short; a header out of order would misplace appended rows.
+    path.write_bytes(b"step,b,a\r\n0,x,1\r\n,y,2\r\n1,z\r\n")
+    assert keep_rows_before(path, 5) == ["a", "b", "step"]
+    assert path.read_bytes() == b"a,b,step\r\n1,x,0\r\n2,y,\r\n"
