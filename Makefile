@@ -4,7 +4,9 @@ PYTHON ?= python
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install train test
+BENCH ?= full
+
+.PHONY: install train test bench
 
 install:
 	@$(PYTHON) scripts/install.py
@@ -14,3 +16,7 @@ train: install
 
 test: install
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# Benchmarks against a raw PyTorch loop and plain Lightning; BENCH=quick for a three-minute run.
+bench: install
+	BENCH=$(BENCH) $(PYTHON) benchmarks/run.py

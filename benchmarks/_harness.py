@@ -1,0 +1,54 @@
+"""Side-by-side timing: contenders alternate round by round, and only medians count.
+
+The machine is shared and noisy. Running every contender once per round, in
+turn, spreads any slow spell over all of them; the median of the rounds then
+ignores the outliers.
+"""
+
+import os
+import statistics
+from collections.abc import Callable
+
+import torch
+
+#: torch threads for every benchmark (``BENCH_THREADS``, default 1). On a shared two-core
+#: machine a two-thread kernel stalls whenever a neighbour holds the other core, which
+#: makes step times an order of magnitude noisier without saying anything about the code.
+THREADS = int(os.environ.get("BENCH_THREADS", "1"))
+torch.set_num_threads(THREADS)
+
+#: ``BENCH=quick`` settings are the full ones scaled down by this factor where a script allows it.
+QUICK_SCALE = 0.25
+
+
+def alternate(contenders: dict[str, Callable[[], float]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Runs each contender ``warmup + repeats`` times, alternating, and returns its median result.
+
+    Args:
+        contenders: Name -> callable returning one measurement (seconds, or any number).
+        repeats: Measured rounds (at least 5 for a target to count).
+        warmup: Rounds run first and thrown away (imports, allocator, caches).
+    """
+    results: dict[str, list[float]] = {name: [] for name in contenders}
+    for round_ in range(warmup + repeats):
+        for name, measure in contenders.items():
+            value = measure()
+            if round_ >= warmup:
+                results[name].append(value)
+    return {name: statistics.median(values) for name, values in results.items()}
+
+
+def ratio_line(name: str, value: float, op: str, target: float) -> tuple[str, bool]:
+    """The machine-readable ``RATIO <name> <value> <op> <target>`` line, and whether it holds."""
+    met = value >= target if op == ">=" else value <= target
+    return f"RATIO {name} {value:.3f} {op} {target}", met
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    """A GitHub markdown table; floats get 4 significant digits."""
+    def cell(value: object) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
