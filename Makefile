@@ -14,8 +14,9 @@ install:
 train: install
 	$(PYTHON) -m lit_train $(ARGS)
 
+# One worker per core: most tests wait on a CLI subprocess of their own.
 test: install
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -n auto $(PYTEST_ARGS)
 
 # Benchmarks against a raw PyTorch loop and plain Lightning; BENCH=quick for a three-minute run.
 bench: install

@@ -5,8 +5,10 @@ turn, spreads any slow spell over all of them; the median of the rounds then
 ignores the outliers.
 """
 
+import argparse
 import os
 import statistics
+import sys
 from collections.abc import Callable
 
 import torch
@@ -52,3 +54,17 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def report(results: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """Prints the RATIO lines of ``results`` and returns them."""
+    for line, _ in results:
+        print(line)
+    return results
+
+
+def command_line(main: Callable[[bool], list[tuple[str, bool]]], doc: str, quick_help: str) -> None:
+    """A benchmark script's command line: ``--quick``; exits 1 if a target is missed."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    sys.exit(0 if all(met for _, met in main(parser.parse_args().quick)) else 1)

@@ -37,7 +37,6 @@ Quick mode (``--quick``) runs part 1 only, with 5 rounds and no warm-up round; p
 Usage: ``python benchmarks/cli_startup.py [--quick]``
 """
 
-import argparse
 import json
 import os
 import statistics
@@ -287,7 +286,6 @@ def main(quick: bool) -> list[tuple[str, bool]]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the three commands only (for BENCH=quick)")
-    outcome = main(parser.parse_args().quick)
-    sys.exit(0 if all(met for _, met in outcome) else 1)
+    from _harness import command_line
+
+    command_line(main, __doc__, "the three commands only (for BENCH=quick)")

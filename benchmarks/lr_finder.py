@@ -35,7 +35,6 @@ they use different rules and need not agree.
 Usage: ``python benchmarks/lr_finder.py [--quick]``
 """
 
-import argparse
 import contextlib
 import functools
 import io
@@ -58,7 +57,7 @@ from lit_train.modules import Classifier
 from lit_train.optim import Optimization, attach_optimizers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import alternate, markdown_table, ratio_line
+from _harness import alternate, command_line, markdown_table, ratio_line, report
 
 MIN_LR, MAX_LR, NUM_STEPS, THRESHOLD = 1e-7, 10.0, 100, 4.0
 BATCH_SIZE, HIDDEN = 64, [256, 256]
@@ -171,14 +170,8 @@ def main(quick: bool) -> list[tuple[str, bool]]:
         ratio_line("lr_finder_vs_plain_steps", medians["lit"] / medians["plain"], "<=", PLAIN_BOUND),
         ratio_line("lr_finder_vs_lightning_tuner", medians["lit"] / medians["tuner"], "<=", TUNER_BOUND),
     ]
-    for line, _ in results:
-        print(line)
-    return results
+    return report(results)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (for BENCH=quick)")
-    args = parser.parse_args()
-    outcome = main(args.quick)
-    sys.exit(0 if all(met for _, met in outcome) else 1)
+    command_line(main, __doc__, "fewer rounds (for BENCH=quick)")

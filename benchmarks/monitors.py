@@ -8,11 +8,9 @@ alternating rounds). 1.05 means 5% slower.
 Usage: ``python benchmarks/monitors.py [--quick]``
 """
 
-import argparse
-import sys
 
 from _contenders import Workload, lit_train
-from _harness import alternate, markdown_table, ratio_line
+from _harness import alternate, command_line, markdown_table, ratio_line, report
 
 CASES = [
     # (name, callbacks under test, bound on the step-time ratio)
@@ -38,12 +36,8 @@ def main(quick: bool = False) -> list[tuple[str, bool]]:
     print("### Monitor overhead (digits MLP, batch 64)\n")
     print(markdown_table(["callbacks", "ms per step", "step time vs none"], rows))
     print()
-    for line, _ in results:
-        print(line)
-    return results
+    return report(results)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps per round")
-    sys.exit(0 if all(met for _, met in main(parser.parse_args().quick)) else 1)
+    command_line(main, __doc__, "fewer steps per round")

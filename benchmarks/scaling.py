@@ -46,7 +46,6 @@ printed by the full mode; A/B runs with one callback switched off):
 Usage: ``python benchmarks/scaling.py [--quick]``
 """
 
-import argparse
 import contextlib
 import json
 import os
@@ -62,7 +61,7 @@ from lit_train.data.tensor_datamodule import TensorDataModule
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _harness import THREADS, alternate, markdown_table, ratio_line
+from _harness import THREADS, alternate, command_line, markdown_table, ratio_line, report
 
 PLOT = HERE / "scaling.png"
 NUM_SAMPLES, NUM_FEATURES, NUM_CLASSES = 65536, 64, 10
@@ -298,13 +297,8 @@ def main(quick: bool) -> list[tuple[str, bool]]:
               f"peak {last[name + ' MB']:.4g} MB")
     print(f"lit/raw at the largest compute measured ({where}), lit_train's default callbacks:")
     results = [ratio_line("scaling_ratio_at_largest_compute", last["lit_train"] / last["raw"], ">=", RATIO_BOUND)]
-    for line, _ in results:
-        print(line)
-    return results
+    return report(results)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer points and steps (for BENCH=quick)")
-    outcome = main(parser.parse_args().quick)
-    sys.exit(0 if all(met for _, met in outcome) else 1)
+    command_line(main, __doc__, "fewer points and steps (for BENCH=quick)")

@@ -12,12 +12,10 @@ Contenders alternate within each round; the ratios are of medians over the round
 Usage: ``python benchmarks/throughput.py [--quick]``
 """
 
-import argparse
-import sys
 import time
 
 from _contenders import Workload, lit_train, plain_lightning, raw
-from _harness import alternate, markdown_table, ratio_line
+from _harness import alternate, command_line, markdown_table, ratio_line, report
 
 DIGITS_512 = ("data.batch_size=512",)
 DIGITS_64 = ("data.batch_size=64",)
@@ -74,12 +72,8 @@ def main(quick: bool = False) -> list[tuple[str, bool]]:
     print("\n### Per-epoch costs the raw loop does not have (digits, batch 64, defaults)\n")
     print(markdown_table(["cost", "ms per epoch", "share of an epoch"], _epoch_costs(quick)))
     print(f"\n({time.perf_counter() - started:.0f} s)\n")
-    for line, _ in results:
-        print(line)
-    return results
+    return report(results)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps per round")
-    sys.exit(0 if all(met for _, met in main(parser.parse_args().quick)) else 1)
+    command_line(main, __doc__, "fewer steps per round")

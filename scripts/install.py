@@ -29,7 +29,7 @@ LOCAL_PACKAGES = {
 #: Distributions lit_train and its tests need, besides torch.
 REQUIRED = (
     "lightning", "hydra-core", "omegaconf", "torchmetrics", "scikit-learn", "pytorch-optimizer", "matplotlib",
-    "optuna", "cmaes", "pytest", "tensorboard", "mlflow-skinny", "wandb", "hydra-submitit-launcher",
+    "optuna", "cmaes", "pytest", "pytest-xdist", "tensorboard", "mlflow-skinny", "wandb", "hydra-submitit-launcher",
 )
 #: A CPU build of torch: first a local-version pin (found by pip where a CPU wheel is
 #: offered, e.g. a find-links folder), then PyTorch's CPU index.

@@ -70,23 +70,24 @@ def test_help_lists_groups_and_options(tmp_path):
         assert text in result.stdout
 
 
-def test_help_and_bad_config_are_faster_than_importing_torch(tmp_path):
-    """Validation must not import torch: compare wall times in the same environment."""
+@pytest.mark.parametrize("args", [["--help"], ["--cfg", "job"], ["optimizer.lr=-1"], ["optimizer=adamm"]])
+def test_help_and_bad_config_never_import_torch_or_lightning(args, tmp_path):
+    """What makes them fast (benchmarks/cli_startup.py times them against importing torch)."""
     import subprocess
     import sys
 
-    def best_of(command, n=3):
-        times = []
-        for _ in range(n):
-            start = time.perf_counter()
-            subprocess.run(command, cwd=tmp_path, capture_output=True)
-            times.append(time.perf_counter() - start)
-        return min(times)
-
-    torch_time = best_of([sys.executable, "-c", "import torch"])
-    help_time = best_of([sys.executable, "-m", "lit_train", "--help"])
-    bad_time = best_of([sys.executable, "-m", "lit_train", "optimizer.lr=-1"])
-    assert help_time < torch_time and bad_time < torch_time, (help_time, bad_time, torch_time)
+    probe = (
+        "import sys\n"
+        "from lit_train.cli import main\n"
+        "code = 0\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit as exit:\n"
+        "    code = exit.code\n"
+        "print('LOADED', sorted(m for m in ('torch', 'lightning') if m in sys.modules), code)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
+    assert "LOADED [] " in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
 
 
 @pytest.mark.slow
