@@ -114,9 +114,13 @@ def sweep_job(tmp_path):
     HydraConfig.instance().cfg = None
 
 
-def test_a_rank_of_a_sweep_job_runs_that_job_alone(sweep_job, tmp_path):
+def test_a_rank_of_a_sweep_job_runs_that_job_alone(sweep_job, tmp_path, monkeypatch):
+    import __main__
+    import types
+
+    monkeypatch.setattr(__main__, "__spec__", types.SimpleNamespace(name="lit_train"))  # python -m lit_train
     command, cwd = launch.rank_command(1)
-    assert command[:2] == [sys.executable, "-m"]
+    assert command[:3] == [sys.executable, "-m", "lit_train"]
     args = get_args_parser().parse_args(command[3:])
     assert not args.multirun
     assert args.overrides[:3] == ["optimizer=adamw", "trainer=ddp", "callbacks=[default,early_stopping]"]
