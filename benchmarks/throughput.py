@@ -27,22 +27,26 @@ def _throughput(quick: bool) -> tuple[list[list[object]], list[tuple[str, bool]]
     rows, results = [], []
     cases = [
         ("digits MLP, batch 512", Workload("digits_bs512", DIGITS_512, 120 if quick else 300), True),
-        ("digits MLP, batch 64", Workload("digits_bs64", DIGITS_64, 240 if quick else 600), False),
+        ("digits MLP, batch 64", Workload("digits_bs64", DIGITS_64, 240 if quick else 600), True),
         ("4 x 1024 MLP, batch 512", Workload("compute_bound", COMPUTE_BOUND, 8 if quick else 30), False),
     ]
     for label, workload, with_plain in cases:
         contenders = {"raw": lambda w=workload: raw(w), "lit_train": lambda w=workload: lit_train(w)}
         if with_plain:
             contenders["plain_lightning"] = lambda w=workload: plain_lightning(w)
+            # Lightning's own loop with lit_train's module and data: what the callbacks and logger add to it.
+            bare = Workload(workload.name, workload.overrides, workload.steps, ("callbacks=none", "logger=none"))
+            contenders["lit_train_bare"] = lambda w=bare: lit_train(w)
         seconds = alternate(contenders, repeats=repeats)
         rate = {name: workload.steps / value for name, value in seconds.items()}
-        rows.append([label, rate["raw"], rate["lit_train"], rate.get("plain_lightning", "-"),
-                     rate["lit_train"] / rate["raw"]])
+        rows.append([label, rate["raw"], rate["lit_train"], rate.get("lit_train_bare", "-"),
+                     rate.get("plain_lightning", "-"), rate["lit_train"] / rate["raw"]])
         target = {"digits_bs512": 0.80, "digits_bs64": 0.75, "compute_bound": 0.97}[workload.name]
         results.append(ratio_line(f"train_{workload.name}_vs_raw", rate["lit_train"] / rate["raw"], ">=", target))
         if with_plain:
-            ratio = rate["lit_train"] / rate["plain_lightning"]
-            results.append(ratio_line(f"train_{workload.name}_vs_plain_lightning", ratio, ">=", 2.5))
+            if workload.name == "digits_bs512":
+                ratio = rate["lit_train"] / rate["plain_lightning"]
+                results.append(ratio_line(f"train_{workload.name}_vs_plain_lightning", ratio, ">=", 2.5))
     return rows, results
 
 
@@ -68,7 +72,8 @@ def main(quick: bool = False) -> list[tuple[str, bool]]:
     started = time.perf_counter()
     rows, results = _throughput(quick)
     print("### Training throughput (optimizer steps/s, medians of 5 alternating rounds)\n")
-    print(markdown_table(["workload", "raw loop", "lit_train", "plain Lightning", "lit_train / raw"], rows))
+    print(markdown_table(["workload", "raw loop", "lit_train", "lit_train, no callbacks or logger", "plain Lightning",
+                          "lit_train / raw"], rows))
     print("\n### Per-epoch costs the raw loop does not have (digits, batch 64, defaults)\n")
     print(markdown_table(["cost", "ms per epoch", "share of an epoch"], _epoch_costs(quick)))
     print(f"\n({time.perf_counter() - started:.0f} s)\n")

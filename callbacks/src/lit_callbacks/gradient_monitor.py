@@ -239,27 +239,27 @@ class GradientMonitor(Callback):
         # its norm non-finite; so does a finite gradient above ~1e19, told apart below when it happens.
         # (An inf-norm would be exact, but on a CPU it is an order of magnitude slower.)
         norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
-        bad = ~torch.isfinite(norms)
-        local_flag = bad.any().reshape(1).float()
-        flag = self._any_rank(trainer, local_flag.clone())
         if self._uses_device_skip(trainer, optimizer, norms.device):
+            bad = ~torch.isfinite(norms)
+            local_flag = bad.any().reshape(1).float()
+            flag = self._any_rank(trainer, local_flag.clone())
             self._defer(optimizer, flag, local_flag, bad, self._layer_index(present, flag.device))
             if log_now:
                 self._log_with_pending(trainer, step, norms, present)
             return
-        parts = [flag, local_flag, bad.int().argmax().reshape(1)]
+        # The host check: one flag for all ranks, read with the norms on logged steps.
+        flag = self._any_rank(trainer, (~torch.isfinite(norms.sum())).float().reshape(1))
         if log_now:
-            parts += self._layer_norms(norms, present)
-        values = torch.cat([part.to(torch.float32) for part in parts]).tolist()  # the one host sync
-
-        any_bad, locally_bad, first_bad = values[0] > 0, values[1] > 0, int(values[2])
-        if any_bad and not self._scaler_handles_nonfinite(trainer):
+            values = torch.cat([flag, *self._layer_norms(norms, present)]).tolist()  # the one host sync
+        else:
+            values = [flag.item()]  # the one host sync
+        if values[0] > 0 and not self._scaler_handles_nonfinite(trainer):
             any_bad, locally_bad, first_bad = self._exact_check(trainer, grads)
             if any_bad:
                 layer = self._layers[present[first_bad][1]] if locally_bad else None
                 self._handle_nonfinite(trainer, optimizer, step, layer)
         if log_now:
-            self._log(trainer, step, values[3:-1], values[-1])
+            self._log(trainer, step, values[1:-1], values[-1])
 
     def _exact_check(self, trainer: L.Trainer, grads: list[Tensor]) -> tuple[bool, bool, int]:
         """Whether any rank, and this one, has a NaN or Inf element, and this rank's first such gradient."""
