@@ -156,3 +156,4 @@ def test_a_run_resumed_from_an_epoch_end_checkpoint_equals_the_uninterrupted_one
     assert resumed.global_step == whole.global_step == 12
     assert all(torch.equal(a, b) for a, b in zip(whole_module.parameters(), resumed_module.parameters()))
     assert resumed.logger.values("train/loss") == whole.logger.values("train/loss")[1:]
+

@@ -432,3 +432,8 @@ def test_a_finite_gradient_whose_norm_overflows_is_not_dropped():
         trainer.fit(model, tiny_loader())
     assert trainer.global_step == 2 and monitor.skipped_steps == 0 and monitor.stop_message is None
     assert model.net[0].weight[0, 0].abs() > 1e36  # the update went through
+
+
+def test_skip_on_device_must_be_a_bool_or_none():
+    with pytest.raises(TypeError, match=r"`skip_on_device` must be a bool or None, got 'yes'"):
+        GradientMonitor(skip_on_device="yes")

@@ -26,6 +26,12 @@ def check_choice(name: str, value: Any, allowed: Collection[Any]) -> None:
         raise ValueError(f"`{name}` must be one of {tuple(allowed)!r}, got {value!r}")
 
 
+def check_bool(name: str, value: Any, allow_none: bool = False) -> None:
+    """Raise ``TypeError`` unless ``value`` is a ``bool`` (or ``None``, with ``allow_none``)."""
+    if not (isinstance(value, bool) or (allow_none and value is None)):
+        raise TypeError(f"`{name}` must be a bool{' or None' if allow_none else ''}, got {value!r}")
+
+
 def check_int(name: str, value: Any, minimum: int | None = None) -> None:
     """Raise unless ``value`` is an ``int`` (not a ``bool``) and at least ``minimum``.
 

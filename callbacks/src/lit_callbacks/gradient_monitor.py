@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from ._validation import check_choice, check_int, check_number
+from ._validation import check_bool, check_choice, check_int, check_number
 
 
 class GradientMonitor(Callback):
@@ -146,8 +146,7 @@ class GradientMonitor(Callback):
                 f"`vanishing` must be below `exploding`, got vanishing={vanishing!r}, exploding={exploding!r}"
             )
         check_int("patience", patience, minimum=1)
-        if skip_on_device is not None and not isinstance(skip_on_device, bool):
-            raise TypeError(f"`skip_on_device` must be a bool or None, got {skip_on_device!r}")
+        check_bool("skip_on_device", skip_on_device, allow_none=True)
         self.skip_on_device = skip_on_device
         self.log_every_n_steps = log_every_n_steps
         self.per = per
@@ -169,6 +168,7 @@ class GradientMonitor(Callback):
         # Device-skip bookkeeping, read on logged steps: [dropped steps, first bad layer + 1] since the last read.
         self._pending: Tensor | None = None
         self._unread_steps = 0  # steps recorded in _pending since the host last read it
+        self._flagged: Optimizer | None = None  # the optimizer holding this step's found_inf
 
     @property
     def stopped_reason(self) -> str | None:
@@ -205,9 +205,9 @@ class GradientMonitor(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         # A found_inf left on the optimizer would drop every later step that this monitor does not check.
-        for optimizer in trainer.optimizers:
-            if getattr(optimizer, "found_inf", None) is not None and not self._scaler_handles_nonfinite(trainer):
-                del optimizer.found_inf
+        if self._flagged is not None:
+            del self._flagged.found_inf
+            self._flagged = None
 
     @override
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -279,6 +279,7 @@ class GradientMonitor(Callback):
         """Drops a non-finite step on the device and records it there, for the next logged step to report."""
         if self.on_nonfinite != "warn":
             optimizer.found_inf = flag.reshape(())  # the fused kernel skips the update when this is nonzero
+            self._flagged = optimizer
         if self._pending is None:
             self._pending = torch.zeros(2, device=flag.device)
         elif self._pending.device != flag.device:  # restored from a checkpoint

@@ -23,7 +23,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CyclicLR, OneCycleLR
 from typing_extensions import override
 
-from ._validation import check_choice, check_int, check_number
+from ._validation import check_bool, check_choice, check_int, check_number
 
 
 class LRFinder(Callback):
@@ -155,8 +155,8 @@ class LRFinder(Callback):
         check_int("num_steps", num_steps, minimum=10)
         check_choice("mode", mode, self.MODES)
         check_choice("method", method, self.METHODS)
-        _check_bool("apply", apply)
-        _check_bool("plot", plot)
+        check_bool("apply", apply)
+        check_bool("plot", plot)
         check_number("smoothing", smoothing, minimum=0.0)
         if not smoothing < 1.0:
             raise ValueError(f"`smoothing` must be < 1, got {smoothing!r}")
@@ -473,11 +473,6 @@ def _flatten_schedulers(schedulers: Sequence[Any]) -> Iterator[Any]:
     for scheduler in schedulers:
         yield scheduler
         yield from _flatten_schedulers(getattr(scheduler, "_schedulers", []))
-
-
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"`{name}` must be a bool, got {value!r}")
 
 
 def _set_lr(group: dict[str, Any], key: str, value: float) -> None:

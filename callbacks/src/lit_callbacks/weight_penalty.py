@@ -11,7 +11,7 @@ from torch import nn
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from ._validation import check_number
+from ._validation import check_bool, check_number
 
 
 class WeightPenalty(Callback):
@@ -70,8 +70,7 @@ class WeightPenalty(Callback):
     def __init__(self, l1: float = 0.0, l2: float = 0.0, exclude_bias_and_norm: bool = True) -> None:
         check_number("l1", l1, minimum=0.0)
         check_number("l2", l2, minimum=0.0)
-        if not isinstance(exclude_bias_and_norm, bool):
-            raise TypeError(f"`exclude_bias_and_norm` must be a bool, got {exclude_bias_and_norm!r}")
+        check_bool("exclude_bias_and_norm", exclude_bias_and_norm)
         self.l1 = float(l1)
         self.l2 = float(l2)
         self.exclude_bias_and_norm = exclude_bias_and_norm
