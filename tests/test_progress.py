@@ -1,17 +1,63 @@
 """The time-throttled progress bar."""
 
+import io
+from types import SimpleNamespace
+
 import pytest
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
 from lit_train import progress
 from lit_train.progress import ProgressBar
 
 
-def test_redraws_at_most_every_refresh_seconds_and_always_at_the_end(monkeypatch):
-    clock = iter([0.0, 0.05, 0.1, 0.25, 0.3, 0.31])
-    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
-    bar = ProgressBar(refresh_seconds=0.2)
-    monkeypatch.setattr(ProgressBar, "is_enabled", property(lambda self: True))
-    assert [bar._should_update(n, total=6) for n in range(1, 7)] == [True, False, False, True, False, True]
+@pytest.fixture
+def clock(monkeypatch):
+    """A settable ``time.monotonic`` for the progress module."""
+    now = SimpleNamespace(value=0.0)
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now.value)
+    return now
+
+
+def _enabled_bar(leave: bool = False) -> ProgressBar:
+    bar = ProgressBar(refresh_seconds=0.2, leave=leave)
+    bar._trainer = SimpleNamespace(num_training_batches=6, max_epochs=3, max_steps=-1)
+    return bar
+
+
+@pytest.mark.parametrize(("leave", "last_drawn"), [(False, False), (True, True)])
+def test_redraws_at_most_every_refresh_seconds(clock, leave, last_drawn):
+    bar = _enabled_bar(leave)
+    drawn = []
+    for clock.value in [0.0, 0.05, 0.1, 0.25, 0.3, 0.31]:
+        drawn.append(bar._should_update(len(drawn) + 1, total=6))
+    # A bar left on screen must end at its last batch; a cleared one is drawn by time only.
+    assert drawn == [True, False, False, True, False, last_drawn]
+
+
+def test_epoch_boundaries_redraw_and_read_metrics_only_when_due(clock, monkeypatch):
+    bar = _enabled_bar()
+    displays, reads = [], []
+    monkeypatch.setattr(Tqdm, "display", lambda self, *args, **kwargs: displays.append(self.desc))
+    monkeypatch.setattr(ProgressBar, "get_metrics", lambda self, *args: reads.append(1) or {})
+    bar.train_progress_bar = Tqdm(file=io.StringIO(), total=6)
+    displays.clear()
+    trainer = SimpleNamespace(current_epoch=0)
+
+    assert bar._should_update(1, total=6)  # a draw at t=0
+    bar.train_progress_bar.n = 6
+    clock.value, trainer.current_epoch = 0.1, 1
+    bar.on_train_epoch_end(trainer, None)
+    bar.on_train_epoch_start(trainer)
+    # Not due: the bar restarts (count, total, epoch) without a redraw and no metric is read.
+    assert (displays, reads) == ([], [])
+    assert (bar.train_progress_bar.n, bar.train_progress_bar.total, bar.train_progress_bar.desc) == (0, 6, "Epoch 1: ")
+
+    clock.value, trainer.current_epoch = 0.5, 2
+    bar.on_train_epoch_end(trainer, None)
+    assert reads == [1] and len(displays) == 1
+    clock.value = 0.8
+    bar.on_train_epoch_start(trainer)
+    assert displays[-1] == "Epoch 2: "
 
 
 @pytest.mark.parametrize("value", [-0.1, "fast", True])

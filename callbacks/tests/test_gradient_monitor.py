@@ -360,6 +360,29 @@ def test_frozen_layers_are_left_out_and_detached_layers_log_zero():
     assert monitor.last_metrics["grad_norm/detached"] == 0.0
 
 
+def test_a_layer_unfrozen_during_training_is_checked_and_logged():
+    class Unfreezing(TinyModule):
+        def __init__(self):
+            super().__init__()
+            self.late = nn.Linear(4, 1)
+            self.late.requires_grad_(False)
+
+        def training_step(self, batch, batch_idx):
+            if self.global_step == 2:  # unfreezes, as a fine-tuning schedule does
+                self.late.requires_grad_(True)
+            return super().training_step(batch, batch_idx) + self.late(batch[0]).mean()
+
+        def on_after_backward(self):
+            if self.global_step == 3:
+                self.late.weight.grad[0, 0] = float("nan")
+
+    monitor = GradientMonitor(log_every_n_steps=1, on_nonfinite="skip")
+    with pytest.warns(UserWarning, match=r"Non-finite gradient at optimizer step 3, first in layer 'late'"):
+        tiny_trainer(max_steps=4, callbacks=[monitor]).fit(Unfreezing(), tiny_loader())
+    assert monitor.skipped_steps == 1
+    assert "grad_norm/late" in monitor.last_metrics
+
+
 def test_under_an_fp16_grad_scaler_norms_are_unscaled_and_overflow_is_left_to_the_scaler():
     from lightning.pytorch.plugins import MixedPrecision
 

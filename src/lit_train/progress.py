@@ -1,21 +1,38 @@
-"""A progress bar whose cost does not grow with the step rate."""
+"""A progress bar whose cost does not grow with the step rate or the epoch rate."""
 
+import contextlib
 import time
+from collections.abc import Iterator
+from typing import Any
 
+import lightning.pytorch as L
 from lightning.pytorch.callbacks import TQDMProgressBar
+from tqdm import tqdm
+
+
+@contextlib.contextmanager
+def _undrawn(bar: tqdm) -> Iterator[None]:
+    """Within the block, the bar's state changes (reset, description) without redrawing it."""
+    bar.refresh = lambda *args, **kwargs: None  # an instance attribute shadows the method
+    try:
+        yield
+    finally:
+        del bar.refresh
 
 
 class ProgressBar(TQDMProgressBar):
     """Lightning's TQDM bar, redrawn at most every ``refresh_seconds`` instead of every N batches.
 
     Lightning's bar redraws (and formats every progress-bar metric, reading each to
-    the host) every ``refresh_rate`` batches. A fixed batch count is either too
-    often for a fast model (at 1000 steps/s the redraws cost a fifth of the run) or
-    too rare for a slow one; a time interval is right for both. The last batch of a
-    bar is always drawn.
+    the host) every ``refresh_rate`` batches, and twice more at every epoch's start
+    and end. A fixed batch count is either too often for a fast model (at 1000
+    steps/s the redraws cost a fifth of the run) or too rare for a slow one, and
+    with short epochs (a few batches each) the per-epoch redraws cost more than the
+    batches; a time interval is right for all of them. With ``leave=True`` every
+    epoch's bar ends drawn at its last batch, as it stays on screen.
 
     Args:
-        refresh_seconds: Least time between two redraws of a bar.
+        refresh_seconds: Least time between two redraws.
         leave: Leave the finished epoch's bar on screen.
 
     Example::
@@ -30,11 +47,27 @@ class ProgressBar(TQDMProgressBar):
         self.refresh_seconds = refresh_seconds
         self._last_draw = float("-inf")
 
-    def _should_update(self, current: int, total: int) -> bool:
-        if not self.is_enabled:
-            return False
+    def _draw_due(self) -> bool:
+        """Whether a redraw is due now; if so, it counts as done."""
         now = time.monotonic()
-        if current == total or now - self._last_draw >= self.refresh_seconds:
+        if now - self._last_draw >= self.refresh_seconds:
             self._last_draw = now
             return True
         return False
+
+    def _should_update(self, current: int, total: int) -> bool:
+        if not self.is_enabled:
+            return False
+        return self._draw_due() or (self._leave and current == total)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        if self._leave or self._draw_due():
+            super().on_train_epoch_start(trainer, *args)
+            return
+        with _undrawn(self.train_progress_bar):
+            super().on_train_epoch_start(trainer, *args)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning reads every progress-bar metric here to redraw; skip both unless a redraw is due.
+        if self._leave or self._draw_due():
+            super().on_train_epoch_end(trainer, pl_module)

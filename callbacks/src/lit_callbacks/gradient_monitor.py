@@ -247,13 +247,13 @@ class GradientMonitor(Callback):
             if log_now:
                 self._log_with_pending(trainer, step, norms, present)
             return
-        # The host check: one flag for all ranks, read with the norms on logged steps.
-        flag = self._any_rank(trainer, (~torch.isfinite(norms.sum())).float().reshape(1))
+        # The host check: the sum of the norms is finite only if every gradient is, on every rank.
+        total = self._any_rank(trainer, norms.sum().reshape(1), op="sum")
         if log_now:
-            values = torch.cat([flag, *self._layer_norms(norms, present)]).tolist()  # the one host sync
+            values = torch.cat([total, *self._layer_norms(norms, present)]).tolist()  # the one host sync
         else:
-            values = [flag.item()]  # the one host sync
-        if values[0] > 0 and not self._scaler_handles_nonfinite(trainer):
+            values = [total.item()]  # the one host sync
+        if not math.isfinite(values[0]) and not self._scaler_handles_nonfinite(trainer):
             any_bad, locally_bad, first_bad = self._exact_check(trainer, grads)
             if any_bad:
                 layer = self._layers[present[first_bad][1]] if locally_bad else None
@@ -322,23 +322,25 @@ class GradientMonitor(Callback):
         self._stop(trainer, f"{message} Stopped training; their updates were dropped, so the weights stay finite.")
 
     @staticmethod
-    def _any_rank(trainer: L.Trainer, flag: Tensor) -> Tensor:
-        """Max of ``flag`` over all ranks, without a host sync."""
+    def _any_rank(trainer: L.Trainer, flag: Tensor, op: str = "max") -> Tensor:
+        """``flag`` reduced over all ranks (``op``: ``"max"`` or ``"sum"``), without a host sync."""
         if trainer.world_size == 1:
             return flag
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # a bare all_reduce: the strategy's reduce adds a barrier, which blocks the host under NCCL
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            reduce_op = torch.distributed.ReduceOp.MAX if op == "max" else torch.distributed.ReduceOp.SUM
+            torch.distributed.all_reduce(flag, op=reduce_op)
             return flag
-        return trainer.strategy.reduce(flag, reduce_op="max")
+        return trainer.strategy.reduce(flag, reduce_op=op)
 
     def _param_layout(self, pl_module: L.LightningModule, optimizer: Optimizer) -> list[tuple[torch.nn.Parameter, int]]:
         """The optimizer's trainable parameters in ``named_parameters()`` order, each with its layer index (cached)."""
+        # Keyed on the trainable count, so that unfreezing a layer (fine-tuning) rebuilds the layout.
         groups = optimizer.param_groups
-        in_optimizer = {id(param) for group in groups for param in group["params"] if param.requires_grad}
-        key = (id(optimizer), len(in_optimizer))
+        key = (id(optimizer), sum(param.requires_grad for group in groups for param in group["params"]))
         if key == self._layout_key:
             return self._layout
+        in_optimizer = {id(param) for group in groups for param in group["params"] if param.requires_grad}
         layers: dict[str, int] = {}
         layout = []
         for name, param in pl_module.named_parameters():

@@ -37,13 +37,14 @@ class RunningMeans:
 
     def update(self, values: Sequence[Tensor], weight: int) -> None:
         """Adds one batch's means, each counted ``weight`` times (its samples or tokens)."""
-        batch = torch.stack([value.detach().float() for value in values]) * weight
-        if self.sums is None:
-            self.sums = batch
-        else:
-            if self.sums.device != batch.device:  # restored from a checkpoint loaded on the CPU
-                self.sums = self.sums.to(batch.device)
-            self.sums.add_(batch)
+        with torch.no_grad():  # cheaper than detaching each value: a few fewer ops on every step
+            batch = torch.stack(tuple(values))  # promotes mixed precisions to the widest
+            if self.sums is None:
+                self.sums = batch.float() * weight
+            else:
+                if self.sums.device != batch.device:  # restored from a checkpoint loaded on the CPU
+                    self.sums = self.sums.to(batch.device)
+                self.sums.add_(batch, alpha=weight)
         self.weight += weight
 
     def merge_into(self, other: "RunningMeans") -> None:

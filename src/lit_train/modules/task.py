@@ -1,5 +1,6 @@
 """The shared train/val/test step of the built-in tasks, and how they log."""
 
+import inspect
 from typing import Any
 
 import lightning.pytorch as L
@@ -131,3 +132,8 @@ class TaskModule(L.LightningModule):
             self._epoch["train"].load_state_dict(checkpoint["train_means"]["epoch"])
             self._window.load_state_dict(checkpoint["train_means"]["window"])
             self._train_epoch = checkpoint["train_means"]["epoch_index"]
+
+
+# Lightning reads training_step's signature on every batch and every self.log call; a precomputed
+# signature turns that parse into a lookup. A subclass that overrides training_step is read as usual.
+TaskModule.training_step.__signature__ = inspect.signature(TaskModule.training_step)
