@@ -60,6 +60,20 @@ def test_epoch_boundaries_redraw_and_read_metrics_only_when_due(clock, monkeypat
     assert displays[-1] == "Epoch 2: "
 
 
+def test_every_batch_is_counted_so_a_later_redraw_is_current(clock, monkeypatch):
+    bar = _enabled_bar()
+    displays = []
+    monkeypatch.setattr(Tqdm, "display", lambda self, *args, **kwargs: displays.append(self.n))
+    monkeypatch.setattr(ProgressBar, "get_metrics", lambda self, *args: {})
+    bar.train_progress_bar = Tqdm(file=io.StringIO(), total=6)
+    displays.clear()
+    for batch_idx, clock.value in enumerate([0.0, 0.05, 0.1]):
+        bar.on_train_batch_end(None, None, None, None, batch_idx)
+    assert displays == [1, 1]  # only the first batch was due (Lightning draws its count, then its metrics)
+    bar.train_progress_bar.refresh()  # as validation's end does
+    assert displays[-1] == 3
+
+
 @pytest.mark.parametrize("value", [-0.1, "fast", True])
 def test_refresh_must_be_a_number_at_least_zero(value):
     with pytest.raises(ValueError, match=rf"`refresh_seconds` must be a number >= 0, got {value!r}"):

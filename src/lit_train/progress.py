@@ -60,6 +60,13 @@ class ProgressBar(TQDMProgressBar):
             return False
         return self._draw_due() or (self._leave and current == total)
 
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        # Count every batch, drawn or not, so that whatever redraws the bar next (validation's end) is current.
+        self.train_progress_bar.n = batch_idx + 1
+
     def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
         if self._leave or self._draw_due():
             super().on_train_epoch_start(trainer, *args)

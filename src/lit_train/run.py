@@ -6,6 +6,7 @@ builds (networks, LightningModules, data modules, callbacks) is plain Python.
 
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,10 @@ from lit_train.summary import format_summary, monitored_value, to_number, write_
 from lit_train.tune import find_lr, show_schedule
 
 LAST_CHECKPOINT = "last.ckpt"
+
+# The built-in modules log exact epoch means, so a logging interval longer than an epoch loses nothing
+# there; Lightning's warning about such an interval would otherwise show on every small-data run.
+warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval")
 
 
 def build_optimization(optimizer_cfg: DictConfig, scheduler_cfg: DictConfig, batch_size: int | None) -> Optimization:
@@ -84,7 +89,7 @@ class _SaveOnInterrupt(Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt):
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
 
 def _stopped_reason(trainer: L.Trainer, status: str, action: str) -> str:
@@ -218,7 +223,7 @@ def _train_and_test(
         _check_trained_on_something(cfg, trainer)
         results["final_metrics"] = {name: to_number(value) for name, value in sorted(trainer.callback_metrics.items())}
         # Whatever the callbacks did, the final state is always kept as last.ckpt.
-        trainer.save_checkpoint(Path(cfg.run_dir) / "checkpoints" / LAST_CHECKPOINT)
+        trainer.save_checkpoint(Path(cfg.run_dir) / "checkpoints" / LAST_CHECKPOINT, weights_only=False)
     if cfg.test and not _pruned(trainer):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")
         ckpt = ("best" if best else None) if cfg.train else cfg.ckpt_path
