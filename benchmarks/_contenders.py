@@ -3,9 +3,11 @@
 * ``raw``: a hand-written PyTorch loop over slices of tensors shuffled once per epoch.
 * ``plain_lightning``: a minimal LightningModule logging its loss every step, fed by
   ``DataLoader(TensorDataset)``, with Lightning's default Trainer settings.
+* ``lightning_floor``: the least a Lightning Trainer can run per step: the same minimal module
+  without logging, lit_train's tensor loader, no callbacks, logger, progress bar or profiler.
 * ``lit_train``: the real ``lit_train.run.run`` on a composed config, as a user runs it.
 
-All three train the same network (same init), with AdamW over the same parameter groups
+All of them train the same network (same init), with AdamW over the same parameter groups
 and a per-step cosine schedule, on the same training split, with validation off. Each
 returns the seconds between the start and the end of its training loop, so set-up
 (imports, data, Trainer construction) is not part of the comparison.
@@ -30,7 +32,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from lit_train.command_line import expand_callback_additions
+from lit_train.data.loader import TensorLoader
 from lit_train.optim import param_groups
+from lit_train.profiler import NoProfiler
 
 LR, WEIGHT_DECAY = 1e-3, 0.01
 
@@ -137,6 +141,25 @@ def plain_lightning(workload: Workload) -> float:
                             enable_model_summary=False)
         with contextlib.redirect_stdout(io.StringIO()):  # the progress bar, as for lit_train below
             trainer.fit(module, train_dataloaders=loader)
+    return LoopTimer.last
+
+
+class _SilentModule(_PlainModule):
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.cross_entropy(self.net(x), y)
+
+
+def lightning_floor(workload: Workload) -> float:
+    """Lightning's own loop and nothing else: what any Trainer-based step costs at least."""
+    x, y = training_split(workload.overrides)
+    loader = TensorLoader(x, y, batch_size=batch_size(workload.overrides), shuffle=True)
+    module = _SilentModule(make_net(workload.overrides), workload.steps)
+    with tempfile.TemporaryDirectory() as root:
+        trainer = L.Trainer(max_steps=workload.steps, limit_val_batches=0, accelerator="cpu", devices=1,
+                            default_root_dir=root, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, profiler=NoProfiler(), callbacks=[LoopTimer()])
+        trainer.fit(module, train_dataloaders=loader)
     return LoopTimer.last
 
 

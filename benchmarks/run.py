@@ -57,8 +57,9 @@ def main() -> int:
     started = time.perf_counter()
     with contextlib.redirect_stdout(_Tee(sys.stdout, buffer)):
         print(f"# Benchmarks ({'quick' if quick else 'full'})\n")
+        threads = importlib.import_module("_harness").THREADS  # what every benchmark runs with
         print(f"{platform.node()}: {os.cpu_count()} CPUs, torch {torch.__version__}, "
-              f"{torch.get_num_threads()} torch threads, Python {platform.python_version()}\n")
+              f"{threads} torch thread(s), Python {platform.python_version()}\n")
         for name in SCRIPTS:
             print(f"## {name}\n")
             results += importlib.import_module(name).main(quick)

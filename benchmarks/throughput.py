@@ -7,6 +7,9 @@ is left out, because it is a per-epoch cost that the raw loop does not have. Tha
 and the validation pass's, are measured separately below on digits with default
 settings, in milliseconds per epoch and as a share of the epoch.
 
+The Lightning floor (a minimal module on the same tensor loader, with nothing else on)
+is what any Trainer-based step costs at least: the ceiling for lit_train's ratio.
+
 Contenders alternate within each round; the ratios are of medians over the rounds.
 
 Usage: ``python benchmarks/throughput.py [--quick]``
@@ -14,7 +17,7 @@ Usage: ``python benchmarks/throughput.py [--quick]``
 
 import time
 
-from _contenders import Workload, lit_train, plain_lightning, raw
+from _contenders import Workload, lightning_floor, lit_train, plain_lightning, raw
 from _harness import alternate, command_line, markdown_table, ratio_line, report
 
 DIGITS_512 = ("data.batch_size=512",)
@@ -37,10 +40,12 @@ def _throughput(quick: bool) -> tuple[list[list[object]], list[tuple[str, bool]]
             # Lightning's own loop with lit_train's module and data: what the callbacks and logger add to it.
             bare = Workload(workload.name, workload.overrides, workload.steps, ("callbacks=none", "logger=none"))
             contenders["lit_train_bare"] = lambda w=bare: lit_train(w)
+            contenders["lightning_floor"] = lambda w=workload: lightning_floor(w)
         seconds = alternate(contenders, repeats=repeats)
         rate = {name: workload.steps / value for name, value in seconds.items()}
         rows.append([label, rate["raw"], rate["lit_train"], rate.get("lit_train_bare", "-"),
-                     rate.get("plain_lightning", "-"), rate["lit_train"] / rate["raw"]])
+                     rate.get("lightning_floor", "-"), rate.get("plain_lightning", "-"), rate["lit_train"] / rate["raw"],
+                     rate["lightning_floor"] / rate["raw"] if with_plain else "-"])
         target = {"digits_bs512": 0.80, "digits_bs64": 0.75, "compute_bound": 0.97}[workload.name]
         results.append(ratio_line(f"train_{workload.name}_vs_raw", rate["lit_train"] / rate["raw"], ">=", target))
         if with_plain:
@@ -72,8 +77,8 @@ def main(quick: bool = False) -> list[tuple[str, bool]]:
     started = time.perf_counter()
     rows, results = _throughput(quick)
     print("### Training throughput (optimizer steps/s, medians of 5 alternating rounds)\n")
-    print(markdown_table(["workload", "raw loop", "lit_train", "lit_train, no callbacks or logger", "plain Lightning",
-                          "lit_train / raw"], rows))
+    print(markdown_table(["workload", "raw loop", "lit_train", "lit_train, no callbacks or logger", "Lightning floor",
+                          "plain Lightning", "lit_train / raw", "Lightning floor / raw"], rows))
     print("\n### Per-epoch costs the raw loop does not have (digits, batch 64, defaults)\n")
     print(markdown_table(["cost", "ms per epoch", "share of an epoch"], _epoch_costs(quick)))
     print(f"\n({time.perf_counter() - started:.0f} s)\n")
