@@ -227,11 +227,13 @@ class GradientMonitor(Callback):
         return self.skip_on_device
 
     def _check_gradients(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
-        layout = self._param_layout(pl_module, optimizer)
-        present = [(param, layer) for param, layer in layout if param.grad is not None]
-        if not present:
-            return
+        present = self._param_layout(pl_module, optimizer)
         grads = [param.grad for param, _ in present]
+        if any(grad is None for grad in grads):  # frozen this step, or detached from the loss
+            present = [entry for entry, grad in zip(present, grads) if grad is not None]
+            grads = [grad for grad in grads if grad is not None]
+        if not grads:
+            return
         step = trainer.global_step
         log_now = step % self.log_every_n_steps == 0
 
@@ -248,9 +250,9 @@ class GradientMonitor(Callback):
                 self._log_with_pending(trainer, step, norms, present)
             return
         # The host check: the sum of the norms is finite only if every gradient is, on every rank.
-        total = self._any_rank(trainer, norms.sum().reshape(1), op="sum")
+        total = self._any_rank(trainer, norms.sum(), op="sum")
         if log_now:
-            values = torch.cat([total, *self._layer_norms(norms, present)]).tolist()  # the one host sync
+            values = torch.cat([total.reshape(1), *self._layer_norms(norms, present)]).tolist()  # the one host sync
         else:
             values = [total.item()]  # the one host sync
         if not math.isfinite(values[0]) and not self._scaler_handles_nonfinite(trainer):
