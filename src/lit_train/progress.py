@@ -29,7 +29,8 @@ class ProgressBar(TQDMProgressBar):
     steps/s the redraws cost a fifth of the run) or too rare for a slow one, and
     with short epochs (a few batches each) the per-epoch redraws cost more than the
     batches; a time interval is right for all of them. With ``leave=True`` every
-    epoch's bar ends drawn at its last batch, as it stays on screen.
+    epoch's bar ends drawn at its last batch, as it stays on screen; so does every
+    validation, test and predict bar.
 
     Args:
         refresh_seconds: Least time between two redraws.
@@ -56,16 +57,22 @@ class ProgressBar(TQDMProgressBar):
         return False
 
     def _should_update(self, current: int, total: int) -> bool:
+        # Lightning asks this for the validation, test and predict bars: their last batch is always
+        # drawn, as a test or validate run leaves its bar on screen.
         if not self.is_enabled:
             return False
-        return self._draw_due() or (self._leave and current == total)
+        return self._draw_due() or current == total
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        # Count every batch, drawn or not, so that whatever redraws the bar next (validation's end) is current.
-        self.train_progress_bar.n = batch_idx + 1
+        # The training bar is drawn by time only: drawing every epoch's last batch, as Lightning does, is most
+        # of its cost when epochs are a few batches long. Every batch is counted, drawn or not, so that
+        # whatever redraws the bar next (validation's end) shows the current count.
+        bar = self.train_progress_bar
+        bar.n = batch_idx + 1
+        if self.is_enabled and (self._draw_due() or (self._leave and bar.n == bar.total)):
+            bar.set_postfix(self.get_metrics(trainer, pl_module))  # draws the bar, with its count
 
     def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
         if self._leave or self._draw_due():
