@@ -24,7 +24,7 @@ QUICK_SCALE = 0.25
 
 
 def alternate(contenders: dict[str, Callable[[], float]], repeats: int, warmup: int = 1) -> dict[str, float]:
-    """Runs each contender ``warmup + repeats`` times, alternating, and returns its median result.
+    """Runs each contender ``warmup + repeats`` times, alternating in a rotating order, and returns its median.
 
     Args:
         contenders: Name -> callable returning one measurement (seconds, or any number).
@@ -32,9 +32,12 @@ def alternate(contenders: dict[str, Callable[[], float]], repeats: int, warmup: 
         warmup: Rounds run first and thrown away (imports, allocator, caches).
     """
     results: dict[str, list[float]] = {name: [] for name in contenders}
+    names = list(contenders)
     for round_ in range(warmup + repeats):
-        for name, measure in contenders.items():
-            value = measure()
+        # Each round starts with the next contender, so that none always runs right after the same one.
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            value = contenders[name]()
             if round_ >= warmup:
                 results[name].append(value)
     return {name: statistics.median(values) for name, values in results.items()}

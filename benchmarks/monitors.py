@@ -2,8 +2,10 @@
 
 Each case runs lit_train's real training path (logger and progress bar as configured,
 validation and checkpoint save off) with and without the callbacks under test, side by
-side; the ratio is the step time with them over the step time without (medians of 5
-alternating rounds). 1.05 means 5% slower.
+side; the ratio is the step time with them over the step time without (medians of 9
+alternating rounds, 5 with ``--quick``). 1.05 means 5% slower. Step times on a shared
+machine move by a few percent from run to run; ``overhead.py`` times each callback's
+hooks directly, which does not depend on the difference of two noisy totals.
 
 Usage: ``python benchmarks/monitors.py [--quick]``
 """
@@ -26,7 +28,8 @@ def main(quick: bool = False) -> list[tuple[str, bool]]:
     contenders = {"none": lambda: lit_train(without)}
     for name, override, _ in CASES:
         contenders[name] = lambda w=Workload(name, ("data.batch_size=64",), steps, (override,)): lit_train(w)
-    seconds = alternate(contenders, repeats=5)
+    # Bounds of 2-5% on a machine whose timings move by about 5%: more rounds for the full run.
+    seconds = alternate(contenders, repeats=5 if quick else 9)
     rows, results = [], []
     for name, override, bound in CASES:
         ratio = seconds[name] / seconds["none"]
