@@ -156,6 +156,31 @@ def test_lightning_starts_ranks_with_the_job_command_only_while_the_job_runs(swe
     assert "LOCAL_RANK" not in os.environ
 
 
+def _one_rank_group():
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    return dist
+
+
+def test_a_rank_that_completes_destroys_its_process_group():
+    # Left to the interpreter's shutdown, gloo's threads can abort the process.
+    with launch.ranks_of_this_job():
+        dist = _one_rank_group()
+    assert not dist.is_initialized()
+
+
+def test_a_rank_that_fails_leaves_its_process_group_alone():
+    # The other ranks may still be in a collective that destroying the group would wait on.
+    with pytest.raises(RuntimeError, match="boom"), launch.ranks_of_this_job():
+        dist = _one_rank_group()
+        raise RuntimeError("boom")
+    try:
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()
+
+
 # --- SLURM ---------------------------------------------------------------------------------------------------
 
 MULTI_NODE = ["hydra/launcher=slurm", "trainer=ddp", "trainer.accelerator=gpu", "trainer.devices=4",

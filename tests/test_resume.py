@@ -154,6 +154,7 @@ first.fit(Tiny())
 torch.save(_capture()["torch"], out / f"saved{first.global_rank}.pt")
 first.save_checkpoint(out / "both.ckpt")  # state_dict gathers on every rank; rank 0 writes
 trainer(4, [Probe()]).fit(Tiny(), ckpt_path=out / "both.ckpt", weights_only=True)
+torch.distributed.destroy_process_group()  # else gloo's threads can abort the interpreter's shutdown
 '''
 
 

@@ -298,6 +298,7 @@ DDP_SCRIPT = textwrap.dedent(
         }
         with open(f"{out}/rank{trainer.global_rank}.json", "w") as f:
             json.dump(result, f)
+        torch.distributed.destroy_process_group()  # else gloo's threads can abort the interpreter's shutdown
     """
 )
 

@@ -148,7 +148,11 @@ def ranks_of_this_job() -> Iterator[None]:
     and the variables the launcher set (``LOCAL_RANK``, ``WORLD_SIZE``,
     ``MASTER_PORT``, ...) are undone afterwards: otherwise the next job of a
     sweep would take itself for a rank started by someone else and wait for
-    ranks that no longer exist.
+    ranks that no longer exist. Every rank of a job that completed destroys its
+    process group too: left to the interpreter's shutdown, gloo's worker threads
+    can abort the process (``terminate called without an active exception``).
+    A rank that failed leaves it alone, as the others may still be in a
+    collective that the destruction would wait on.
     """
     modules = _lightning_launchers()
     environ = dict(os.environ)
@@ -161,16 +165,18 @@ def ranks_of_this_job() -> Iterator[None]:
     originals: list[tuple[Any, Callable]] = [(module, module._hydra_subprocess_cmd) for module in modules]
     for module, _ in originals:
         module._hydra_subprocess_cmd = command
+    completed = False
     try:
         yield
+        completed = True
     finally:
         for module, original in originals:
             module._hydra_subprocess_cmd = original
+        distributed = sys.modules.get("torch.distributed")  # never imported: no group to destroy
+        if (completed or started) and distributed is not None and distributed.is_available():
+            if distributed.is_initialized():
+                distributed.destroy_process_group()
         if started:
-            import torch.distributed
-
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
             os.environ.clear()
             os.environ.update(environ)
 
