@@ -14,7 +14,6 @@ Usage: ``python benchmarks/overhead.py [--quick]``
 """
 
 import functools
-import importlib
 import statistics
 import time
 from collections import defaultdict
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch.trainer.call as lightning_call
+from hydra.utils import get_object
 from lightning.pytorch.callbacks import Checkpoint, EarlyStopping
 from _contenders import Workload, lit_train, raw
 from _harness import command_line, markdown_table
@@ -37,15 +37,6 @@ _PARTS = [
     ("epoch end (hooks, epoch metrics, logging)", "lightning.pytorch.loops.fit_loop._FitLoop", "on_advance_end"),
     ("of which self.log (model step and epoch end)", "lightning.pytorch.core.module.LightningModule", "log"),
 ]
-
-
-def _resolve(path: str) -> Any:
-    """The module or class attribute owner named by a dotted path."""
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return importlib.import_module(path)
 
 
 class _Timers:
@@ -104,7 +95,7 @@ def _breakdown(workload: Workload, rounds: int) -> tuple[float, float, dict[str,
         raw_times.append(raw(workload) / workload.steps)
         timers = _Timers()
         for label, owner, name in _PARTS:
-            timers.wrap(label, _resolve(owner), name)
+            timers.wrap(label, get_object(owner), name)
         timers.time_callbacks()
         try:
             lit_times.append(lit_train(workload) / workload.steps)

@@ -324,16 +324,16 @@ class GradientMonitor(Callback):
         self._stop(trainer, f"{message} Stopped training; their updates were dropped, so the weights stay finite.")
 
     @staticmethod
-    def _any_rank(trainer: L.Trainer, flag: Tensor, op: str = "max") -> Tensor:
-        """``flag`` reduced over all ranks (``op``: ``"max"`` or ``"sum"``), without a host sync."""
+    def _any_rank(trainer: L.Trainer, value: Tensor, op: str = "max") -> Tensor:
+        """``value`` reduced over all ranks (``op``: ``"max"`` or ``"sum"``), without a host sync."""
         if trainer.world_size == 1:
-            return flag
+            return value
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # a bare all_reduce: the strategy's reduce adds a barrier, which blocks the host under NCCL
             reduce_op = torch.distributed.ReduceOp.MAX if op == "max" else torch.distributed.ReduceOp.SUM
-            torch.distributed.all_reduce(flag, op=reduce_op)
-            return flag
-        return trainer.strategy.reduce(flag, reduce_op=op)
+            torch.distributed.all_reduce(value, op=reduce_op)
+            return value
+        return trainer.strategy.reduce(value, reduce_op=op)
 
     def _param_layout(self, pl_module: L.LightningModule, optimizer: Optimizer) -> list[tuple[torch.nn.Parameter, int]]:
         """The optimizer's trainable parameters in ``named_parameters()`` order, each with its layer index (cached)."""
