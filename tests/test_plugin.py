@@ -1,9 +1,11 @@
 """lit_train as a Hydra plugin: its groups in other apps, and configs inside the wheel."""
 
+import site
 import subprocess
 import sys
 import textwrap
 import venv
+from pathlib import Path
 
 import pytest
 from support import ROOT
@@ -32,8 +34,9 @@ def test_foreign_hydra_app_picks_lit_train_groups(tmp_path):
 def test_non_editable_install_runs_from_any_directory(tmp_path):
     """`pip install .` into a fresh environment ships the configs; the job runs outside the checkout."""
     env_dir = tmp_path / "env"
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
+    _see_dependencies_of_this_interpreter(python)
     for package in (ROOT / "callbacks", ROOT):
         subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", str(package)],
                        check=True, capture_output=True)
@@ -46,3 +49,16 @@ def test_non_editable_install_runs_from_any_directory(tmp_path):
                             cwd=elsewhere, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (elsewhere / "run" / "summary.json").is_file()
+
+
+def _see_dependencies_of_this_interpreter(python) -> None:
+    """Lets the environment of ``python`` import what the running interpreter has installed.
+
+    ``system_site_packages`` would reach the base interpreter, which inside a virtual environment
+    holds none of the dependencies. A path line in a ``.pth`` file adds a folder without running
+    that folder's own ``.pth`` files, so the running interpreter's editable install of this
+    checkout stays out of sight and lit_train can only come from the new environment.
+    """
+    purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    (Path(purelib) / "_dependencies.pth").write_text("\n".join(site.getsitepackages()) + "\n")
