@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
+from ._compat import generate_state_key
 from ._modules import ModuleSpec, describe_spec, normalize_module_spec, select_modules
 from ._validation import check_int
 
@@ -112,7 +113,7 @@ class ActivationMonitor(Callback):
     @cached_property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(log_every_n_steps=self.log_every_n_steps, modules=describe_spec(self.modules))
+        return generate_state_key(self, log_every_n_steps=self.log_every_n_steps, modules=describe_spec(self.modules))
 
     @override
     def on_train_batch_start(

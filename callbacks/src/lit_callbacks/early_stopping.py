@@ -6,15 +6,15 @@ import math
 from typing import Any
 
 import lightning.pytorch as L
-from lightning.pytorch.callbacks import EarlyStopping as LightningEarlyStopping
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from torch import Tensor
 from typing_extensions import override
 
+from ._compat import ExtensibleEarlyStopping
 from ._validation import check_choice, check_int, check_number
 
 
-class EarlyStopping(LightningEarlyStopping):
+class EarlyStopping(ExtensibleEarlyStopping):
     """Lightning's :class:`~lightning.pytorch.callbacks.EarlyStopping`, plus two stops and a stop reason.
 
     Everything Lightning's callback does is kept (``patience``, ``min_delta``,
@@ -133,14 +133,24 @@ class EarlyStopping(LightningEarlyStopping):
         self.stopped_reason: str | None = None
         self._lrs: list[float] = []
 
+    # Lightning checks the metric in these two hooks: the LRs read first are those the check sees.
     @override
-    def _run_early_stopping_check(self, trainer: L.Trainer) -> None:
-        self._lrs = [float(group["lr"]) for optimizer in trainer.optimizers for group in optimizer.param_groups]
-        super()._run_early_stopping_check(trainer)
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._read_lrs(trainer)
+        super().on_train_epoch_end(trainer, pl_module)
 
     @override
-    def _evaluate_stopping_criteria(self, current: Tensor) -> tuple[bool, str | None]:
-        should_stop, message = super()._evaluate_stopping_criteria(current)
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._read_lrs(trainer)
+        super().on_validation_end(trainer, pl_module)
+
+    def _read_lrs(self, trainer: L.Trainer) -> None:
+        if self.min_lr is not None:
+            self._lrs = [float(group["lr"]) for optimizer in trainer.optimizers for group in optimizer.param_groups]
+
+    @override
+    def evaluate_stopping_criteria(self, current: Tensor) -> tuple[bool, str | None]:
+        should_stop, message = super().evaluate_stopping_criteria(current)
         if should_stop:
             self.stopped_reason = self._LIGHTNING_REASONS[self.stopping_reason]
             return should_stop, message

@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 from typing_extensions import override
 
+from ._compat import clear_found_inf, foreach_norm, generate_state_key, set_found_inf, skips_step_on_found_inf
 from ._validation import check_bool, check_choice, check_int, check_number
 
 
@@ -179,8 +180,8 @@ class GradientMonitor(Callback):
     @cached_property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(
-            per=self.per, on_nonfinite=self.on_nonfinite, log_every_n_steps=self.log_every_n_steps
+        return generate_state_key(
+            self, per=self.per, on_nonfinite=self.on_nonfinite, log_every_n_steps=self.log_every_n_steps
         )
 
     @override
@@ -206,7 +207,7 @@ class GradientMonitor(Callback):
     ) -> None:
         # A found_inf left on the optimizer would drop every later step that this monitor does not check.
         if self._flagged is not None:
-            del self._flagged.found_inf
+            clear_found_inf(self._flagged)
             self._flagged = None
 
     @override
@@ -216,7 +217,7 @@ class GradientMonitor(Callback):
     def _uses_device_skip(self, trainer: L.Trainer, optimizer: Optimizer, device: torch.device) -> bool:
         if self._scaler_handles_nonfinite(trainer):
             return False  # the scaler owns found_inf and already skips overflowing steps
-        supported = getattr(optimizer, "_step_supports_amp_scaling", False)
+        supported = skips_step_on_found_inf(optimizer)
         if self.skip_on_device is None:
             return supported and device.type != "cpu"
         if self.skip_on_device and not supported:
@@ -240,7 +241,7 @@ class GradientMonitor(Callback):
         # Per-gradient L2 norms: one fused kernel, reused for logging. A NaN or Inf anywhere makes
         # its norm non-finite; so does a finite gradient above ~1e19, told apart below when it happens.
         # (An inf-norm would be exact, but on a CPU it is an order of magnitude slower.)
-        norms = torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32))
+        norms = torch.stack(foreach_norm(grads, 2, dtype=torch.float32))
         if self._uses_device_skip(trainer, optimizer, norms.device):
             bad = ~torch.isfinite(norms)
             local_flag = bad.any().reshape(1).float()
@@ -265,7 +266,7 @@ class GradientMonitor(Callback):
 
     def _exact_check(self, trainer: L.Trainer, grads: list[Tensor]) -> tuple[bool, bool, int]:
         """Whether any rank, and this one, has a NaN or Inf element, and this rank's first such gradient."""
-        bad = ~torch.isfinite(torch.stack(torch._foreach_norm(grads, math.inf)))
+        bad = ~torch.isfinite(torch.stack(foreach_norm(grads, math.inf)))
         local_flag = bad.any().reshape(1).float()
         values = torch.cat([self._any_rank(trainer, local_flag.clone()), local_flag, bad.int().argmax().reshape(1)])
         any_bad, locally_bad, first_bad = values.tolist()
@@ -280,7 +281,7 @@ class GradientMonitor(Callback):
     def _defer(self, optimizer: Optimizer, flag: Tensor, local_flag: Tensor, bad: Tensor, layers: Tensor) -> None:
         """Drops a non-finite step on the device and records it there, for the next logged step to report."""
         if self.on_nonfinite != "warn":
-            optimizer.found_inf = flag.reshape(())  # the fused kernel skips the update when this is nonzero
+            set_found_inf(optimizer, flag.reshape(()))
             self._flagged = optimizer
         if self._pending is None:
             self._pending = torch.zeros(2, device=flag.device)

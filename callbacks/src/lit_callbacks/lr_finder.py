@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from lightning.pytorch.utilities import CombinedLoader, rank_zero_info, rank_zero_only, rank_zero_warn
-from lightning.pytorch.utilities.exceptions import MisconfigurationException, _TunerExitException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.seed import isolate_rng
 from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 from torch import Tensor
@@ -23,6 +23,16 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CyclicLR, OneCycleLR
 from typing_extensions import override
 
+from ._compat import (
+    TunerExitException,
+    drop_logged_results,
+    fresh_loader,
+    generate_state_key,
+    last_lrs,
+    nested_schedulers,
+    on_before_batch_transfer,
+    running_hook,
+)
 from ._validation import check_bool, check_choice, check_int, check_number
 
 
@@ -182,8 +192,8 @@ class LRFinder(Callback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(
-            min_lr=self.min_lr, max_lr=self.max_lr, num_steps=self.num_steps, mode=self.mode, method=self.method
+        return generate_state_key(
+            self, min_lr=self.min_lr, max_lr=self.max_lr, num_steps=self.num_steps, mode=self.mode, method=self.method
         )
 
     @override
@@ -215,7 +225,7 @@ class LRFinder(Callback):
         else:
             self._find(trainer, pl_module)
         if self._exit_after_test:
-            raise _TunerExitException()
+            raise TunerExitException()
 
     def _find(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         optimizer = _single_optimizer(trainer, pl_module)
@@ -228,9 +238,7 @@ class LRFinder(Callback):
                 lrs, losses = self._range_test(trainer, pl_module, optimizer, loader)
         finally:
             snapshot.restore()
-            # `self.log` calls in `training_step` went into the epoch's results: drop them.
-            trainer._logger_connector.reset_results()
-            trainer._logger_connector.reset_metrics()
+            drop_logged_results(trainer)  # what `self.log` in `training_step` recorded during the test
         self.lrs, self.losses = trainer.strategy.broadcast((lrs, losses), src=0)
         found = suggest_lr(self.lrs, self.losses, self.method)
         self.suggestion = found[0] if found is not None else None
@@ -463,8 +471,7 @@ def apply_lr(optimizer: Optimizer, schedulers: Sequence[Any], lr: float) -> None
             if key in group:
                 _set_lr(group, key, scaled(group[key]))
         for scheduler in flat:
-            for attribute in ("base_lrs", "_last_lr", "max_lrs"):
-                values = getattr(scheduler, attribute, None)
+            for values in (getattr(scheduler, "base_lrs", None), last_lrs(scheduler), getattr(scheduler, "max_lrs", None)):
                 if isinstance(values, list) and index < len(values):
                     values[index] = scaled(values[index])
 
@@ -472,7 +479,7 @@ def apply_lr(optimizer: Optimizer, schedulers: Sequence[Any], lr: float) -> None
 def _flatten_schedulers(schedulers: Sequence[Any]) -> Iterator[Any]:
     for scheduler in schedulers:
         yield scheduler
-        yield from _flatten_schedulers(getattr(scheduler, "_schedulers", []))
+        yield from _flatten_schedulers(nested_schedulers(scheduler))
 
 
 def _set_lr(group: dict[str, Any], key: str, value: float) -> None:
@@ -509,9 +516,7 @@ def _batches(loader: Any) -> Iterator[tuple[int, Any]]:
     if isinstance(loader, (Mapping, Sequence)):
         loader = CombinedLoader(loader, "max_size_cycle")
     elif getattr(loader, "persistent_workers", False) and getattr(loader, "num_workers", 0) > 0:
-        # `iter()` on a persistent-worker loader resets the trainer's own iterator: use a shallow copy.
-        loader = copy.copy(loader)
-        loader._iterator = None
+        loader = fresh_loader(loader)  # `iter()` on the loader itself would reset the trainer's iterator
     while True:
         batch_idx = -1
         for batch_idx, item in enumerate(loader):
@@ -520,6 +525,11 @@ def _batches(loader: Any) -> Iterator[tuple[int, Any]]:
             raise MisconfigurationException("LRFinder: the training dataloader yielded no batches.")
 
 
+# The test runs its steps itself rather than through Lightning's fit loop, as Lightning's own finder
+# does: the loop would call every callback and batch hook, log, advance the step counters and the
+# dataloader, all of which the test must leave untouched, and Lightning's finder then needs a
+# checkpoint file and private loop resets to undo it. Lightning has no public call for one step
+# outside its loop; the two pieces of that step this needs come from `_compat`.
 def _train_step(trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer, batches: Iterator) -> float:
     """One optimizer step of the range test; returns the loss averaged over micro-batches and ranks."""
     accumulate = trainer.accumulate_grad_batches
@@ -530,13 +540,10 @@ def _train_step(trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Opt
     for _ in range(accumulate):
         batch_idx, batch = next(batches)
         batch = trainer.precision_plugin.convert_input(batch)
-        batch = pl_module._on_before_batch_transfer(batch, dataloader_idx=0)
+        batch = on_before_batch_transfer(pl_module, batch)
         batch = trainer.strategy.batch_to_device(batch, dataloader_idx=0)
-        previous_fx, pl_module._current_fx_name = pl_module._current_fx_name, "training_step"
-        try:
+        with running_hook(pl_module, "training_step"):  # so that `self.log` in it is accepted
             output = trainer.strategy.training_step(*((batch, batch_idx) if with_batch_idx else (batch,)))
-        finally:
-            pl_module._current_fx_name = previous_fx
         loss = output.get("loss") if isinstance(output, Mapping) else output
         if not isinstance(loss, Tensor):
             raise MisconfigurationException(
@@ -574,7 +581,7 @@ class _Snapshot:
         self._optimizer = optimizer
         self._groups = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
         self._state = {param: copy.deepcopy(state) for param, state in optimizer.state.items()}
-        self._schedulers = [
+        self._scheduler_states = [
             (config.scheduler, copy.deepcopy(config.scheduler.state_dict())) for config in trainer.lr_scheduler_configs
         ]
         self._scaler = _grad_scaler(trainer)
@@ -595,7 +602,7 @@ class _Snapshot:
             group.update(saved)
         self._optimizer.state.clear()
         self._optimizer.state.update(self._state)
-        for scheduler, state in self._schedulers:
+        for scheduler, state in self._scheduler_states:
             scheduler.load_state_dict(state)
         if self._scaler is not None:
             self._scaler.load_state_dict(self._scaler_state)

@@ -14,6 +14,7 @@ from torch.optim import Optimizer
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
+from ._compat import generate_state_key
 from ._validation import check_choice, check_int, check_number
 
 
@@ -109,7 +110,9 @@ class Warmup(Callback):
     @cached_property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(steps=self.steps, ratio=self.ratio, mode=self.mode, start_factor=self.start_factor)
+        return generate_state_key(
+            self, steps=self.steps, ratio=self.ratio, mode=self.mode, start_factor=self.start_factor
+        )
 
     @override
     def state_dict(self) -> dict[str, Any]:

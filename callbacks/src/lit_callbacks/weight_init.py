@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 from typing_extensions import override
 
+from ._compat import generate_state_key
 from ._modules import ModuleSpec, describe_spec, normalize_module_spec, select_modules
 from ._validation import check_choice, check_int, check_number
 
@@ -126,7 +127,7 @@ class WeightInit(Callback):
     @cached_property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(scheme=self.scheme, modules=describe_spec(self.modules))
+        return generate_state_key(self, scheme=self.scheme, modules=describe_spec(self.modules))
 
     @override
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -11,6 +11,7 @@ from torch import nn
 from torch.optim import Optimizer
 from typing_extensions import override
 
+from ._compat import foreach_add_, foreach_norm, foreach_sign, generate_state_key
 from ._validation import check_bool, check_number
 
 
@@ -60,7 +61,19 @@ class WeightPenalty(Callback):
     """
 
     NORM_LAYERS = (
-        nn.modules.batchnorm._NormBase,
+        nn.BatchNorm1d,
+        nn.BatchNorm2d,
+        nn.BatchNorm3d,
+        nn.LazyBatchNorm1d,
+        nn.LazyBatchNorm2d,
+        nn.LazyBatchNorm3d,
+        nn.SyncBatchNorm,
+        nn.InstanceNorm1d,
+        nn.InstanceNorm2d,
+        nn.InstanceNorm3d,
+        nn.LazyInstanceNorm1d,
+        nn.LazyInstanceNorm2d,
+        nn.LazyInstanceNorm3d,
         nn.GroupNorm,
         nn.LayerNorm,
         nn.LocalResponseNorm,
@@ -80,7 +93,7 @@ class WeightPenalty(Callback):
     @cached_property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(l1=self.l1, l2=self.l2, exclude_bias_and_norm=self.exclude_bias_and_norm)
+        return generate_state_key(self, l1=self.l1, l2=self.l2, exclude_bias_and_norm=self.exclude_bias_and_norm)
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -125,16 +138,16 @@ class WeightPenalty(Callback):
     def _add_penalty_gradient(self, params: list[nn.Parameter]) -> None:
         grads = [param.grad for param in params]
         if self.l1 != 0.0:
-            torch._foreach_add_(grads, torch._foreach_sign(params), alpha=self.l1)
+            foreach_add_(grads, foreach_sign(params), alpha=self.l1)
         if self.l2 != 0.0:
-            torch._foreach_add_(grads, params, alpha=2.0 * self.l2)
+            foreach_add_(grads, params, alpha=2.0 * self.l2)
 
     @torch.no_grad()
     def _log_penalty(self, pl_module: L.LightningModule, params: list[nn.Parameter]) -> None:
         values = {}
         if self.l1 != 0.0:
-            values["penalty/l1"] = self.l1 * torch.stack(torch._foreach_norm(params, 1, dtype=torch.float32)).sum()
+            values["penalty/l1"] = self.l1 * torch.stack(foreach_norm(params, 1, dtype=torch.float32)).sum()
         if self.l2 != 0.0:
-            norms = torch.stack(torch._foreach_norm(params, 2, dtype=torch.float32))
+            norms = torch.stack(foreach_norm(params, 2, dtype=torch.float32))
             values["penalty/l2"] = self.l2 * norms.square().sum()
         pl_module.log_dict(values, on_step=True, on_epoch=False, batch_size=1)
