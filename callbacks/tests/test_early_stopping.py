@@ -1,9 +1,11 @@
 import math
+import re
 
 import pytest
 import torch
 from _tiny import TinyModule, tiny_loader, tiny_trainer
 from lightning.pytorch.callbacks import EarlyStopping as LightningEarlyStopping
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lit_callbacks import EarlyStopping
 
@@ -11,7 +13,7 @@ from lit_callbacks import EarlyStopping
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"mode": "mn"}, ValueError, r"`mode` must be one of \('min', 'max'\), got 'mn'"),
+        ({"mode": "mn"}, MisconfigurationException, r"`mode` must be one of \('min', 'max'\), got 'mn'"),
         ({"divergence_factor": 1.0}, ValueError, r"`divergence_factor` must be > 1.0, got 1.0"),
         ({"divergence_factor": "2"}, TypeError, r"`divergence_factor` must be a number, got '2'"),
         ({"min_lr": -1e-6}, ValueError, r"`min_lr` must be >= 0.0, got -1e-06"),
@@ -29,6 +31,15 @@ def test_invalid_arguments_are_named_in_the_error(kwargs, error, match):
 
 def test_extends_lightnings_early_stopping():
     assert issubclass(EarlyStopping, LightningEarlyStopping)
+
+
+@pytest.mark.parametrize("mode", ["mn", "MIN", "", None, 1])
+def test_a_bad_mode_raises_the_exception_type_lightnings_raises(mode):
+    with pytest.raises(Exception) as lightnings:
+        LightningEarlyStopping("val_loss", mode=mode)
+    with pytest.raises(Exception, match=rf"`mode` must be one of \('min', 'max'\), got {re.escape(repr(mode))}") as ours:
+        EarlyStopping("val_loss", mode=mode)
+    assert type(ours.value) is type(lightnings.value) is MisconfigurationException
 
 
 class Scripted(TinyModule):
@@ -129,3 +140,46 @@ def test_state_dict_round_trip_and_older_checkpoints():
 
 def test_two_instances_have_distinct_state_keys():
     assert EarlyStopping("val_loss").state_key != EarlyStopping("val_acc", mode="max").state_key
+
+
+def failure(stopper) -> tuple[type, str]:
+    with pytest.raises(Exception) as error:
+        fit(stopper, Scripted([1.0, 2.0]), max_epochs=2)
+    return type(error.value), str(error.value)
+
+
+def test_a_metric_that_is_never_logged_fails_as_in_lightning():
+    assert failure(EarlyStopping("val_acc")) == failure(LightningEarlyStopping("val_acc"))
+    assert failure(EarlyStopping("val_acc"))[0] is RuntimeError
+
+
+def test_without_strict_a_metric_that_is_never_logged_is_ignored_as_in_lightning():
+    for stopper in (EarlyStopping("val_acc", strict=False), LightningEarlyStopping("val_acc", strict=False)):
+        trainer = fit(stopper, Scripted([1.0, 2.0]), max_epochs=2)
+        assert (trainer.current_epoch, stopper.stopped_epoch, trainer.should_stop) == (2, 0, False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "values"),
+    [
+        ({"patience": 3}, PATIENCE_CURVE),
+        ({"patience": 2, "min_delta": 0.4}, PATIENCE_CURVE),
+        ({"patience": 2, "mode": "max"}, [0.1, 0.5, 0.4, 0.45, 0.3, 0.9]),
+        ({"stopping_threshold": 0.1}, [1.0, 0.5, 0.05, 0.01]),
+        ({"divergence_threshold": 10.0}, [1.0, 11.0, 0.5]),
+        ({"patience": 5}, [1.0, 0.5, math.nan, 0.2]),
+        ({"patience": 2, "check_finite": False}, [1.0, 0.5, math.inf, math.inf, 0.2]),
+        ({"patience": 1, "check_on_train_epoch_end": False}, [1.0, 0.9, 0.95, 0.5]),
+    ],
+)
+def test_without_its_additions_it_stops_where_lightnings_stops(kwargs, values):
+    ours, lightnings = EarlyStopping("val_loss", **kwargs), LightningEarlyStopping("val_loss", **kwargs)
+    for stopper in (ours, lightnings):
+        fit(stopper, Scripted(values), max_epochs=len(values))
+    assert lightnings.stopped_epoch > 0  # every script stops somewhere
+    assert ours.stopped_epoch == lightnings.stopped_epoch
+    assert ours.stopping_reason == lightnings.stopping_reason
+    assert ours.stopping_reason_message == lightnings.stopping_reason_message
+    state = ours.state_dict()
+    assert state.pop("stopped_reason") == EarlyStopping._LIGHTNING_REASONS.get(lightnings.stopping_reason)
+    assert state == lightnings.state_dict()

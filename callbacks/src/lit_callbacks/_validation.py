@@ -11,19 +11,20 @@ from collections.abc import Collection
 from typing import Any
 
 
-def check_choice(name: str, value: Any, allowed: Collection[Any]) -> None:
-    """Raise ``ValueError`` unless ``value`` is one of ``allowed``.
+def check_choice(name: str, value: Any, allowed: Collection[Any], error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` unless ``value`` is one of ``allowed``.
 
     Args:
         name: Argument name used in the message.
         value: The value passed by the user.
         allowed: The allowed values, usually a class constant tuple.
+        error: The exception type to raise. Default ``ValueError``.
 
     Raises:
-        ValueError: If ``value`` is not in ``allowed``.
+        ValueError: If ``value`` is not in ``allowed``; ``error`` instead, when given.
     """
     if value not in allowed:
-        raise ValueError(f"`{name}` must be one of {tuple(allowed)!r}, got {value!r}")
+        raise error(f"`{name}` must be one of {tuple(allowed)!r}, got {value!r}")
 
 
 def check_bool(name: str, value: Any, allow_none: bool = False) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning.pytorch as L
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor
 from typing_extensions import override
 
@@ -17,10 +18,11 @@ from ._validation import check_choice, check_int, check_number
 class EarlyStopping(ExtensibleEarlyStopping):
     """Lightning's :class:`~lightning.pytorch.callbacks.EarlyStopping`, plus two stops and a stop reason.
 
-    Everything Lightning's callback does is kept (``patience``, ``min_delta``,
-    ``check_finite``, ``stopping_threshold``, ``divergence_threshold``, the check after
-    validation or at the end of the training epoch, and the stop decision reduced over
-    all ranks). On top of it, at each check:
+    A drop-in for Lightning's: everything Lightning's callback does is kept (``patience``,
+    ``min_delta``, ``check_finite``, ``stopping_threshold``, ``divergence_threshold``, the
+    check after validation or at the end of the training epoch, the stop decision reduced
+    over all ranks, the exceptions it raises), and without ``divergence_factor`` and
+    ``min_lr`` it stops exactly where Lightning's does. On top of it, at each check:
 
     * **Divergence** (``divergence_factor``): stop when the monitored value is worse
       than the best value so far by more than that factor: ``current > factor * best``
@@ -66,8 +68,14 @@ class EarlyStopping(ExtensibleEarlyStopping):
         stopped_epoch: The epoch at which it stopped training; ``0`` if it did not.
 
     Raises:
-        ValueError: If an argument is out of range or not one of the allowed values.
+        lightning.pytorch.utilities.exceptions.MisconfigurationException: If ``mode`` is not
+            ``"min"`` or ``"max"``, as Lightning's callback raises.
+        ValueError: If ``monitor`` is empty, or ``min_delta``, ``patience``,
+            ``divergence_factor`` or ``min_lr`` is out of range (Lightning's callback takes
+            an empty ``monitor`` and a negative ``min_delta`` or ``patience`` unchecked).
         TypeError: If an argument has the wrong type.
+        RuntimeError: At a check, with ``strict=True``, if ``monitor`` was not logged (as in
+            Lightning).
 
     Example::
 
@@ -108,7 +116,8 @@ class EarlyStopping(ExtensibleEarlyStopping):
             raise TypeError(f"`monitor` must be a metric name (str), got {monitor!r}")
         if not monitor:
             raise ValueError("`monitor` must be a non-empty metric name, got ''")
-        check_choice("mode", mode, self.MODES)
+        # Lightning's own check raises MisconfigurationException; code written against it catches that.
+        check_choice("mode", mode, self.MODES, error=MisconfigurationException)
         check_number("min_delta", min_delta, minimum=0.0)
         check_int("patience", patience, minimum=0)
         if divergence_factor is not None:
