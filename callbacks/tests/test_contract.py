@@ -20,7 +20,7 @@ CONSTRUCTOR_KWARGS: dict[str, dict] = {
     "GradientMonitor": {"log_every_n_steps": 1},
     "ActivationMonitor": {"log_every_n_steps": 1},
     "WeightPenalty": {"l1": 1e-4, "l2": 1e-4},
-    "LRFinder": {"num_steps": 10, "plot": False},
+    "LRFinder": {"num_training_steps": 10, "plot": False},
     "Warmup": {"steps": 2},
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import math
@@ -16,6 +17,7 @@ import lightning.pytorch as L
 import pytest
 import torch
 from _tiny import MemoryLogger, tiny_loader, tiny_trainer
+from lightning.pytorch.callbacks import LearningRateFinder
 from lightning.pytorch.plugins import MixedPrecision
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import nn
@@ -37,20 +39,63 @@ from lit_callbacks.lr_finder import apply_lr, suggest_lr
         ({"min_lr": 0.0}, ValueError, r"`min_lr` must be > 0.0, got 0.0"),
         ({"max_lr": "big"}, TypeError, r"`max_lr` must be a number, got 'big'"),
         ({"min_lr": 1.0, "max_lr": 0.1}, ValueError, r"`max_lr` must be above `min_lr`, got min_lr=1.0, max_lr=0.1"),
-        ({"num_steps": 5}, ValueError, r"`num_steps` must be an int >= 10, got 5"),
-        ({"num_steps": 50.0}, TypeError, r"`num_steps` must be an int, got 50.0"),
+        ({"num_training_steps": 5}, ValueError, r"`num_training_steps` must be an int >= 10, got 5"),
+        ({"num_training_steps": 50.0}, TypeError, r"`num_training_steps` must be an int, got 50.0"),
         ({"mode": "exp"}, ValueError, r"`mode` must be one of \('exponential', 'linear'\), got 'exp'"),
         ({"method": "fastest"}, ValueError, r"`method` must be one of \('minimum', 'steepest', 'valley'\), got 'fastest'"),
         ({"apply": 1}, TypeError, r"`apply` must be a bool, got 1"),
         ({"plot": "yes"}, TypeError, r"`plot` must be a bool, got 'yes'"),
         ({"smoothing": 1.0}, ValueError, r"`smoothing` must be < 1, got 1.0"),
         ({"smoothing": -0.5}, ValueError, r"`smoothing` must be >= 0.0, got -0.5"),
-        ({"divergence_threshold": 1.0}, ValueError, r"`divergence_threshold` must be > 1.0, got 1.0"),
+        ({"early_stop_threshold": 1.0}, ValueError, r"`early_stop_threshold` must be > 1.0, got 1.0"),
     ],
 )
 def test_invalid_arguments_are_rejected(kwargs, error, match):
     with pytest.raises(error, match=match):
         LRFinder(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "value"),
+    [("num_steps", "num_training_steps", 20), ("divergence_threshold", "early_stop_threshold", None)],
+)
+def test_old_argument_names_still_work_for_a_release_with_a_deprecation_warning(old, new, value):
+    match = rf"LRFinder: `{old}` is deprecated and goes in the next release; use `{new}`"
+    with pytest.warns(DeprecationWarning, match=match) as caught:
+        finder = LRFinder(**{old: value})
+    assert caught[0].filename == __file__  # points at the caller
+    assert getattr(finder, new) == value
+    with pytest.warns(DeprecationWarning, match=match):
+        assert getattr(finder, old) == value
+    with pytest.warns(DeprecationWarning, match=match):
+        setattr(finder, old, 30)
+    assert getattr(finder, new) == 30
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [((), {"num_training_steps": 100, "num_steps": 50}), ((1e-7, 10.0, 100), {"num_steps": 50})],
+    ids=["keyword", "positional"],
+)
+def test_an_old_name_and_its_new_name_together_are_an_error(args, kwargs):
+    match = (
+        r"LRFinder got both `num_steps` and `num_training_steps`; `num_steps` is the deprecated name of"
+        r" `num_training_steps`: pass only `num_training_steps`"
+    )
+    with pytest.raises(TypeError, match=match):
+        LRFinder(*args, **kwargs)
+
+
+def test_arguments_lightnings_finder_also_has_carry_its_names():
+    lightnings = set(inspect.signature(LearningRateFinder).parameters) - {"update_attr", "attr_name"}
+    assert lightnings == {"min_lr", "max_lr", "num_training_steps", "mode", "early_stop_threshold"}
+    assert lightnings <= set(inspect.signature(LRFinder).parameters)
+
+
+def test_state_key_keeps_the_old_name_so_older_checkpoints_restore():
+    assert LRFinder().state_key == (
+        "LRFinder{'min_lr': 1e-07, 'max_lr': 10.0, 'num_steps': 100, 'mode': 'exponential', 'method': 'steepest'}"
+    )
 
 
 def test_suggest_lr_rejects_bad_input():
@@ -61,10 +106,10 @@ def test_suggest_lr_rejects_bad_input():
 
 
 def test_schedule_ramps_from_min_lr_to_max_lr():
-    exponential = LRFinder(min_lr=1e-4, max_lr=1.0, num_steps=10).schedule()
+    exponential = LRFinder(min_lr=1e-4, max_lr=1.0, num_training_steps=10).schedule()
     assert exponential[0] == 1e-4 and exponential[-1] == pytest.approx(1.0, rel=1e-12) and len(exponential) == 10
     assert all(b / a == pytest.approx(10 ** (4 / 9)) for a, b in zip(exponential, exponential[1:]))
-    assert LRFinder(min_lr=0.1, max_lr=1.0, num_steps=10, mode="linear").schedule() == pytest.approx(
+    assert LRFinder(min_lr=0.1, max_lr=1.0, num_training_steps=10, mode="linear").schedule() == pytest.approx(
         [0.1 + 0.1 * i for i in range(10)]
     )
 
@@ -159,7 +204,7 @@ def data(samples: int = 64, batch_size: int = 8, seed: int = 0, loader: str = "g
 
 def test_scripted_curve_gives_the_pinned_suggestion_and_it_is_applied(caplog):
     curve = flat_noisy_descent_blowup(noise=0.0)
-    finder = LRFinder(smoothing=0.0, divergence_threshold=None, plot=False)
+    finder = LRFinder(smoothing=0.0, early_stop_threshold=None, plot=False)
     module = Scripted(curve)
     with caplog.at_level(logging.INFO):
         tiny_trainer(max_steps=1, callbacks=[finder]).fit(module, data())
@@ -245,7 +290,7 @@ class MetricsAtFirstEpoch(L.Callback):
 @pytest.mark.parametrize("loader", ["global-rng", "loader-generator", "persistent-workers"])
 def test_range_test_leaves_no_trace_on_training(loader):
     """Weights, batch-norm statistics, Adam state, scheduler, RNG, data order and metrics are put back exactly."""
-    finder, probe_with, probe_without = LRFinder(num_steps=30, apply=False, plot=False), MetricsAtFirstEpoch(), MetricsAtFirstEpoch()
+    finder, probe_with, probe_without = LRFinder(num_training_steps=30, apply=False, plot=False), MetricsAtFirstEpoch(), MetricsAtFirstEpoch()
     with_finder, trainer_with = train([finder, probe_with], loader)
     without, trainer_without = train([probe_without], loader)
     assert len(finder.lrs) == 30 and finder.suggestion is not None
@@ -261,7 +306,7 @@ def test_range_test_leaves_no_trace_on_training(loader):
 def test_fp16_scaler_state_is_restored_and_accumulation_is_honoured():
     """Under an fp16 grad scaler the test's overflows back the scale off; the real run must not notice."""
     runs = []
-    for callbacks in ([LRFinder(num_steps=20, apply=False, plot=False)], []):
+    for callbacks in ([LRFinder(num_training_steps=20, apply=False, plot=False)], []):
         scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
         module, _ = train(callbacks, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)], accumulate_grad_batches=2)
         runs.append((module, scaler.get_scale()))
@@ -273,7 +318,7 @@ def test_fp16_scaler_state_is_restored_and_accumulation_is_honoured():
 
 
 def test_suggestion_is_applied_to_a_partial_built_optimizer_and_its_scheduler():
-    finder = LRFinder(num_steps=30, plot=False)
+    finder = LRFinder(num_training_steps=30, plot=False)
     module, trainer = train([finder])
     suggestion = finder.suggestion
     assert isinstance(suggestion, float) and 1e-7 <= suggestion <= 10.0
@@ -336,7 +381,7 @@ def test_apply_lr_makes_the_scheduler_run_as_if_built_with_the_suggestion(name):
 @pytest.mark.parametrize("name", [name for name in SCHEDULERS if name != "none"])
 def test_every_scheduler_family_trains_as_if_built_with_the_suggestion(name):
     # "minimum" always suggests something; LRs well above ReduceLROnPlateau's absolute `eps` of 1e-8
-    finder = LRFinder(min_lr=1e-3, max_lr=1.0, num_steps=10, method="minimum", plot=False)
+    finder = LRFinder(min_lr=1e-3, max_lr=1.0, num_training_steps=10, method="minimum", plot=False)
     module = Recorder(name, "step")
     tiny_trainer(max_epochs=EPOCHS, callbacks=[finder]).fit(module, tiny_loader(samples=BATCHES_PER_EPOCH * 8))
     scale = finder.suggestion / LR  # every LR these schedulers produce is proportional to the optimizer's LR
@@ -352,12 +397,12 @@ class CountSteps(L.Callback):
 
 
 def test_resumed_run_does_not_test_again_and_keeps_the_checkpoint_lr(tmp_path):
-    finder = LRFinder(num_steps=30, plot=False)
+    finder = LRFinder(num_training_steps=30, plot=False)
     module, trainer = train([finder])
     trainer.save_checkpoint(tmp_path / "run.ckpt")
     saved_lr = trainer.optimizers[0].param_groups[0]["lr"]
 
-    resumed_finder, probe = LRFinder(num_steps=30, plot=False), CountSteps()
+    resumed_finder, probe = LRFinder(num_training_steps=30, plot=False), CountSteps()
     L.seed_everything(0, verbose=False)
     resumed = Classifier()
     trainer = tiny_trainer(max_epochs=3, callbacks=[resumed_finder, probe])
@@ -375,7 +420,7 @@ def test_state_dict_reads_missing_keys_with_defaults():
 
 
 def test_state_key_tells_instances_apart():
-    assert LRFinder().state_key != LRFinder(num_steps=50).state_key
+    assert LRFinder().state_key != LRFinder(num_training_steps=50).state_key
     assert LRFinder().state_key != LRFinder(method="valley").state_key
 
 
@@ -407,7 +452,7 @@ class FigureLogger(MemoryLogger):
 
 def test_plot_is_saved_into_the_run_directory_and_logged(tmp_path):
     pytest.importorskip("matplotlib")
-    finder, logger = LRFinder(num_steps=20), FigureLogger(str(tmp_path / "run"))
+    finder, logger = LRFinder(num_training_steps=20), FigureLogger(str(tmp_path / "run"))
     _, trainer = train([finder], logger=[logger, MemoryLogger()])
     assert finder.plot_path == os.path.join(str(tmp_path / "run"), "lr_finder.png")
     with open(finder.plot_path, "rb") as png:
@@ -422,7 +467,7 @@ def test_lr_find_only_runs_the_range_test():
     module = Classifier()
     before = {name: tensor.clone() for name, tensor in module.state_dict().items()}
     trainer = tiny_trainer(max_epochs=2, num_sanity_val_steps=2)
-    finder = lr_find(trainer, module, train_dataloaders=data(), num_steps=20, plot=False)
+    finder = lr_find(trainer, module, train_dataloaders=data(), num_training_steps=20, plot=False)
     assert len(finder.lrs) == 20 and finder.suggestion is not None
     assert trainer.global_step == 0 and module.calls == 20 and module.lrs == finder.lrs
     assert all(torch.equal(module.state_dict()[name], tensor) for name, tensor in before.items())
@@ -569,7 +614,7 @@ DDP_SCRIPT = textwrap.dedent(
         x = centers[y] + torch.randn(256, 8, generator=g)
         model = Model()
         initial = {k: v.tolist() for k, v in model.state_dict().items()}
-        finder = LRFinder(num_steps=30, plot=False)
+        finder = LRFinder(num_training_steps=30, plot=False)
         trainer = L.Trainer(
             accelerator="cpu", devices=2, strategy="ddp", max_steps=2, logger=False, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, callbacks=[finder],

@@ -245,7 +245,7 @@ def test_learning_rate_monitor_listed_first_gets_a_warning():
 
 @pytest.mark.parametrize("finder_first", [True, False])
 def test_an_lr_range_test_is_not_warmed_and_its_suggestion_is(finder_first):
-    finder = LRFinder(min_lr=1e-3, max_lr=1.0, num_steps=10, method="minimum", plot=False)
+    finder = LRFinder(min_lr=1e-3, max_lr=1.0, num_training_steps=10, method="minimum", plot=False)
     warmup = Warmup(steps=WARMUP, start_factor=0.1)
     module = Recorder("ExponentialLR")
     fit(module, [finder, warmup] if finder_first else [warmup, finder])

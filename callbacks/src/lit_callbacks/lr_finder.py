@@ -33,19 +33,22 @@ from ._compat import (
     on_before_batch_transfer,
     running_hook,
 )
+from ._deprecation import renamed_arguments
 from ._validation import check_bool, check_choice, check_int, check_number
 
 
+@renamed_arguments(num_steps="num_training_steps", divergence_threshold="early_stop_threshold")
 class LRFinder(Callback):
     """Run the LR range test when training starts, then (optionally) train with its suggestion.
 
-    Before the first real training step, the finder trains for up to ``num_steps``
+    Before the first real training step, the finder trains for up to ``num_training_steps``
     optimizer steps while raising the LR of every param group from ``min_lr`` to
-    ``max_lr`` (``exponential``: ``min_lr * (max_lr / min_lr) ** (i / (num_steps - 1))``;
+    ``max_lr`` (``exponential``: ``min_lr * (max_lr / min_lr) ** (i / (n - 1))`` with
+    ``n = num_training_steps``;
     ``linear``: evenly spaced). It records the loss of each step smoothed by a debiased
     exponential moving average (``avg = s * avg + (1 - s) * loss``, recorded as
     ``avg / (1 - s ** (i + 1))`` with ``s = smoothing``) and stops early once the smoothed
-    loss exceeds ``divergence_threshold`` times the best one so far, or the loss is not
+    loss exceeds ``early_stop_threshold`` times the best one so far, or the loss is not
     finite. Then it puts back, bitwise and in memory (no checkpoint files), everything the
     test touched: model parameters and buffers, the optimizer's param groups and state,
     scheduler and AMP grad-scaler state, the torch/CUDA/numpy/Python RNG states and the
@@ -104,16 +107,23 @@ class LRFinder(Callback):
     higher LRs; the suggestion rules are calibrated for the default 100 steps over
     1e-7 .. 10. With far fewer steps over the same range, lower ``smoothing``.
 
+    The arguments Lightning's ``LearningRateFinder`` also has carry its names and meaning
+    (``min_lr``, ``max_lr``, ``num_training_steps``, ``mode``, ``early_stop_threshold``).
+    ``apply`` is not its ``update_attr``: it sets the LR on the live optimizer and
+    schedulers, not on a module attribute that ``configure_optimizers`` reads. The old
+    names ``num_steps`` and ``divergence_threshold`` still work for this release, with a
+    ``DeprecationWarning``.
+
     Args:
         min_lr: LR of the first step. Default ``1e-7``.
         max_lr: LR of the last step. Default ``10.0``.
-        num_steps: Most optimizer steps the test takes. Default ``100``.
+        num_training_steps: Most optimizer steps the test takes. Default ``100``.
         mode: ``"exponential"`` or ``"linear"`` LR ramp. Default ``"exponential"``.
         method: ``"steepest"``, ``"valley"`` or ``"minimum"``. Default ``"steepest"``.
         apply: Set the suggestion on the optimizer and schedulers. Default ``True``.
         plot: Save and log the loss-vs-LR plot. Default ``True``.
         smoothing: EMA factor ``s`` of the recorded loss, in ``[0, 1)``. Default ``0.98``.
-        divergence_threshold: Stop when the smoothed loss exceeds this many times the best
+        early_stop_threshold: Stop when the smoothed loss exceeds this many times the best
             smoothed loss (assumes a positive loss); ``None`` never stops early.
             Default ``4.0``.
 
@@ -126,7 +136,8 @@ class LRFinder(Callback):
 
     Raises:
         ValueError: If an argument is out of range or not one of the allowed values.
-        TypeError: If an argument has the wrong type.
+        TypeError: If an argument has the wrong type, or both a deprecated name and its
+            new name are given.
         lightning.pytorch.utilities.exceptions.MisconfigurationException: When the test
             starts, if the module uses manual optimization, has no or several optimizers,
             or the strategy is neither single-device nor DDP.
@@ -136,7 +147,7 @@ class LRFinder(Callback):
         import lightning.pytorch as L
         from lit_callbacks import LRFinder
 
-        finder = LRFinder(num_steps=50)
+        finder = LRFinder(num_training_steps=50)
         trainer = L.Trainer(max_epochs=3, callbacks=[finder])
         trainer.fit(model, datamodule=dm)  # range test, apply the suggestion, train
         print(finder.suggestion)
@@ -150,19 +161,19 @@ class LRFinder(Callback):
         self,
         min_lr: float = 1e-7,
         max_lr: float = 10.0,
-        num_steps: int = 100,
+        num_training_steps: int = 100,
         mode: str = "exponential",
         method: str = "steepest",
         apply: bool = True,
         plot: bool = True,
         smoothing: float = 0.98,
-        divergence_threshold: float | None = 4.0,
+        early_stop_threshold: float | None = 4.0,
     ) -> None:
         check_number("min_lr", min_lr, minimum=0.0, strict=True)
         check_number("max_lr", max_lr, minimum=0.0, strict=True)
         if not max_lr > min_lr:
             raise ValueError(f"`max_lr` must be above `min_lr`, got min_lr={min_lr!r}, max_lr={max_lr!r}")
-        check_int("num_steps", num_steps, minimum=10)
+        check_int("num_training_steps", num_training_steps, minimum=10)
         check_choice("mode", mode, self.MODES)
         check_choice("method", method, self.METHODS)
         check_bool("apply", apply)
@@ -170,17 +181,17 @@ class LRFinder(Callback):
         check_number("smoothing", smoothing, minimum=0.0)
         if not smoothing < 1.0:
             raise ValueError(f"`smoothing` must be < 1, got {smoothing!r}")
-        if divergence_threshold is not None:
-            check_number("divergence_threshold", divergence_threshold, minimum=1.0, strict=True)
+        if early_stop_threshold is not None:
+            check_number("early_stop_threshold", early_stop_threshold, minimum=1.0, strict=True)
         self.min_lr = min_lr
         self.max_lr = max_lr
-        self.num_steps = num_steps
+        self.num_training_steps = num_training_steps
         self.mode = mode
         self.method = method
         self.apply = apply
         self.plot = plot
         self.smoothing = smoothing
-        self.divergence_threshold = divergence_threshold
+        self.early_stop_threshold = early_stop_threshold
 
         self.suggestion: float | None = None
         self.lrs: list[float] = []
@@ -192,8 +203,14 @@ class LRFinder(Callback):
     @property
     @override
     def state_key(self) -> str:
+        # `num_steps` is the argument's old name, kept in the key so that older checkpoints still restore.
         return generate_state_key(
-            self, min_lr=self.min_lr, max_lr=self.max_lr, num_steps=self.num_steps, mode=self.mode, method=self.method
+            self,
+            min_lr=self.min_lr,
+            max_lr=self.max_lr,
+            num_steps=self.num_training_steps,
+            mode=self.mode,
+            method=self.method,
         )
 
     @override
@@ -208,11 +225,11 @@ class LRFinder(Callback):
         self.losses = list(state_dict.get("losses", []))
 
     def schedule(self) -> list[float]:
-        """The LR of each of the ``num_steps`` test steps."""
-        last = self.num_steps - 1
+        """The LR of each of the ``num_training_steps`` test steps."""
+        last = self.num_training_steps - 1
         if self.mode == "linear":
-            return [self.min_lr + (self.max_lr - self.min_lr) * i / last for i in range(self.num_steps)]
-        return [self.min_lr * (self.max_lr / self.min_lr) ** (i / last) for i in range(self.num_steps)]
+            return [self.min_lr + (self.max_lr - self.min_lr) * i / last for i in range(self.num_training_steps)]
+        return [self.min_lr * (self.max_lr / self.min_lr) ** (i / last) for i in range(self.num_training_steps)]
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -268,7 +285,7 @@ class LRFinder(Callback):
             lrs.append(lr)
             losses.append(smoothed)
             best = min(best, smoothed)
-            if self.divergence_threshold is not None and smoothed > self.divergence_threshold * best:
+            if self.early_stop_threshold is not None and smoothed > self.early_stop_threshold * best:
                 break
         return lrs, losses
 
@@ -277,7 +294,7 @@ class LRFinder(Callback):
             rank_zero_warn(
                 f"LRFinder: no suggestion, the loss did not descend over the {len(self.losses)} recorded steps"
                 f" (LR {self.min_lr:.3g} .. {self.max_lr:.3g}); the optimizer keeps its LR. Widen"
-                " `min_lr`/`max_lr` or raise `num_steps`."
+                " `min_lr`/`max_lr` or raise `num_training_steps`."
             )
             return
         applied = "; set on the optimizer" if self.apply else ""
@@ -341,7 +358,7 @@ def lr_find(
         model: The LightningModule to test.
         datamodule: Optional datamodule providing the training data.
         train_dataloaders: Optional training dataloader(s), as for ``trainer.fit``.
-        **finder_kwargs: Arguments of :class:`LRFinder` (``min_lr``, ``num_steps``, ...).
+        **finder_kwargs: Arguments of :class:`LRFinder` (``min_lr``, ``num_training_steps``, ...).
 
     Returns:
         The finder, with ``suggestion``, ``lrs`` and ``losses`` set.
@@ -350,7 +367,7 @@ def lr_find(
 
         from lit_callbacks import lr_find
 
-        finder = lr_find(L.Trainer(logger=False), model, datamodule=dm, num_steps=50)
+        finder = lr_find(L.Trainer(logger=False), model, datamodule=dm, num_training_steps=50)
         model.hparams.lr = finder.suggestion
     """
     finder = LRFinder(**finder_kwargs)
