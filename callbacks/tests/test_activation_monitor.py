@@ -48,6 +48,18 @@ def test_hooks_exist_only_during_the_forward_of_sampled_steps():
     assert logger.steps_with("activations/net.1/mean") == [0, 3, 6]
 
 
+@pytest.mark.parametrize(
+    ("log_every_n_steps", "trainers", "sampled"), [(None, 3, [0, 3, 6]), (None, 0, []), (2, 3, [0, 2, 4, 6])]
+)
+def test_samples_every_n_steps_of_the_trainer_unless_told_otherwise(log_every_n_steps, trainers, sampled):
+    model, logger = HookSpy(), MemoryLogger()
+    monitor = ActivationMonitor(log_every_n_steps=log_every_n_steps)
+    trainer = tiny_trainer(max_steps=7, log_every_n_steps=trainers, logger=logger, callbacks=[monitor])
+    trainer.fit(model, tiny_loader(samples=56))
+    assert logger.steps_with("activations/net.1/mean") == sampled
+    assert [step for step, hooks in enumerate(model.hooks_in_forward) if hooks] == sampled
+
+
 def test_samples_only_the_first_micro_batch_of_a_step_under_accumulation():
     model, logger = HookSpy(), MemoryLogger()
     monitor = ActivationMonitor(log_every_n_steps=1)

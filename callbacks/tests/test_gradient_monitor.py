@@ -76,6 +76,18 @@ def test_logs_exact_keys_and_norms_every_n_optimizer_steps(per, layers):
     assert monitor.last_metrics == records[-1][1]
 
 
+@pytest.mark.parametrize(
+    ("log_every_n_steps", "trainers", "logged"), [(None, 3, [0, 3, 6]), (None, 0, []), (2, 3, [0, 2, 4, 6])]
+)
+def test_logs_every_n_steps_of_the_trainer_unless_told_otherwise(log_every_n_steps, trainers, logged):
+    logger = MemoryLogger()
+    trainer = tiny_trainer(
+        max_steps=7, log_every_n_steps=trainers, logger=logger, callbacks=[GradientMonitor(log_every_n_steps)]
+    )
+    trainer.fit(TinyModule(), tiny_loader(samples=56))
+    assert logger.steps_with("grad_norm/total") == logged
+
+
 def test_measures_once_per_optimizer_step_under_gradient_accumulation():
     monitor = GradientMonitor(log_every_n_steps=1)
     recorder = NormRecorder()

@@ -26,10 +26,11 @@ class ActivationMonitor(Callback):
     latest ``on_train_batch_end``), so the other steps carry no hooks and no cost, and
     activation checkpointing does not record the recomputed forward. Sampled steps are
     the optimizer steps ``0, n, 2n, ...`` (``trainer.global_step`` before the update,
-    ``n = log_every_n_steps``); under gradient accumulation only the first micro-batch
-    of a sampled step is measured. The statistics stay on the device until one transfer
-    at the end of the batch (one host sync per sampled step). Each rank measures its
-    own batch; rank zero's loggers record rank zero's values.
+    ``n = log_every_n_steps``, by default the trainer's; none when that is 0); under
+    gradient accumulation only the first micro-batch of a sampled step is measured.
+    The statistics stay on the device until one transfer at the end of the batch (one
+    host sync per sampled step). Each rank measures its own batch; rank zero's loggers
+    record rank zero's values.
 
     Statistics of a layer output ``x`` (the first tensor if the layer returns a tuple),
     with the batch along dimension 0:
@@ -55,7 +56,8 @@ class ActivationMonitor(Callback):
     hooked. The latest values are also kept in :attr:`last_metrics`.
 
     Args:
-        log_every_n_steps: Measure every this many optimizer steps. Default ``100``.
+        log_every_n_steps: Measure every this many optimizer steps; ``None`` follows the
+            trainer's ``log_every_n_steps``. Default ``None``.
         modules: Layer types and/or ``fnmatch`` patterns over module names
             (``"blocks.*.act"``); a layer matching either is measured. Default
             :attr:`DEFAULT_MODULES` (the activation modules of ``torch.nn``).
@@ -97,11 +99,13 @@ class ActivationMonitor(Callback):
 
     def __init__(
         self,
-        log_every_n_steps: int = 100,
+        log_every_n_steps: int | None = None,
         modules: ModuleSpec | tuple[ModuleSpec, ...] = DEFAULT_MODULES,
     ) -> None:
-        check_int("log_every_n_steps", log_every_n_steps, minimum=1)
+        if log_every_n_steps is not None:
+            check_int("log_every_n_steps", log_every_n_steps, minimum=1)
         self.log_every_n_steps = log_every_n_steps
+        self._interval = log_every_n_steps  # resolved against the trainer in `setup`
         self.modules = normalize_module_spec("modules", modules)
         self.last_metrics: dict[str, float] = {}
         self._handles: list[RemovableHandle] = []
@@ -116,11 +120,16 @@ class ActivationMonitor(Callback):
         return generate_state_key(self, log_every_n_steps=self.log_every_n_steps, modules=describe_spec(self.modules))
 
     @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.log_every_n_steps is None:
+            self._interval = trainer.log_every_n_steps
+
+    @override
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if step % self.log_every_n_steps != 0 or step == self._sampled_step:
+        if self._interval == 0 or step % self._interval != 0 or step == self._sampled_step:
             return
         self._sampled_step = step
         self._attach(pl_module)

@@ -71,7 +71,8 @@ class GradientMonitor(Callback):
     non-finite check, but the logged norms are those of each rank's own shard.
 
     Logged keys, sent straight to the trainer's loggers at step ``trainer.global_step``
-    on optimizer steps ``0, n, 2n, ...`` (``n = log_every_n_steps``):
+    on optimizer steps ``0, n, 2n, ...`` (``n = log_every_n_steps``, by default the
+    trainer's; none when that is 0):
 
     * ``grad_norm/<layer>``: L2 norm of the layer's gradients. With
       ``per="module"`` the layer is the path of the module owning the parameter
@@ -90,7 +91,8 @@ class GradientMonitor(Callback):
     consecutive logged steps gets one rank-zero warning naming it.
 
     Args:
-        log_every_n_steps: Log the norms every this many optimizer steps. Default ``50``.
+        log_every_n_steps: Log the norms every this many optimizer steps; ``None`` follows
+            the trainer's ``log_every_n_steps``. Default ``None``.
         per: ``"module"`` or ``"parameter"``: how gradients are grouped into layers.
             Default ``"module"``.
         on_nonfinite: ``"stop"``, ``"skip"`` or ``"warn"``. Default ``"stop"``.
@@ -127,7 +129,7 @@ class GradientMonitor(Callback):
 
     def __init__(
         self,
-        log_every_n_steps: int = 50,
+        log_every_n_steps: int | None = None,
         per: str = "module",
         on_nonfinite: str = "stop",
         vanishing: float | None = 1e-7,
@@ -135,7 +137,8 @@ class GradientMonitor(Callback):
         patience: int = 3,
         skip_on_device: bool | None = None,
     ) -> None:
-        check_int("log_every_n_steps", log_every_n_steps, minimum=1)
+        if log_every_n_steps is not None:
+            check_int("log_every_n_steps", log_every_n_steps, minimum=1)
         check_choice("per", per, self.PER)
         check_choice("on_nonfinite", on_nonfinite, self.ON_NONFINITE)
         if vanishing is not None:
@@ -150,6 +153,7 @@ class GradientMonitor(Callback):
         check_bool("skip_on_device", skip_on_device, allow_none=True)
         self.skip_on_device = skip_on_device
         self.log_every_n_steps = log_every_n_steps
+        self._interval = log_every_n_steps  # resolved against the trainer in `setup`
         self.per = per
         self.on_nonfinite = on_nonfinite
         self.vanishing = vanishing
@@ -186,6 +190,8 @@ class GradientMonitor(Callback):
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.log_every_n_steps is None:
+            self._interval = trainer.log_every_n_steps
         if isinstance(trainer.strategy, (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy)):
             rank_zero_warn(
                 f"GradientMonitor under {type(trainer.strategy).__name__}: logged gradient norms cover only each"
@@ -236,7 +242,7 @@ class GradientMonitor(Callback):
         if not grads:
             return
         step = trainer.global_step
-        log_now = step % self.log_every_n_steps == 0
+        log_now = self._interval > 0 and step % self._interval == 0
 
         # Per-gradient L2 norms: one fused kernel, reused for logging. A NaN or Inf anywhere makes
         # its norm non-finite; so does a finite gradient above ~1e19, told apart below when it happens.
