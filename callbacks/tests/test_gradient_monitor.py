@@ -445,6 +445,18 @@ def test_device_skip_drops_the_step_on_the_device_and_reads_the_host_only_on_log
     assert not hasattr(trainer.optimizers[0], "found_inf")  # nothing left to drop later steps
 
 
+def test_device_skip_reports_every_step_when_nothing_is_logged(monkeypatch):
+    syncs = count_host_syncs(monkeypatch, "lit_callbacks.gradient_monitor")
+    model = FusedPlantNaN(step=1, layers=("net.2",))
+    monitor = GradientMonitor(on_nonfinite="stop", skip_on_device=True)
+    trainer = tiny_trainer(max_steps=8, log_every_n_steps=0, callbacks=[monitor])
+    with pytest.warns(UserWarning, match=r"1 non-finite gradient step\(s\) up to optimizer step 1, first in layer 'net.2'"):
+        trainer.fit(model, tiny_loader(samples=80))
+    assert trainer.global_step == 2 and monitor.skipped_steps == 1  # stopped right after the bad step
+    assert_same(model.after_bad_step, model.before_bad_step)
+    assert syncs[0] == 2  # one read per step
+
+
 def test_device_skip_needs_an_optimizer_that_can_skip_on_the_device():
     trainer = tiny_trainer(max_steps=1, callbacks=[GradientMonitor(skip_on_device=True)])
     with pytest.raises(ValueError, match=r"skip_on_device=True\) needs an optimizer .* got SGD"):

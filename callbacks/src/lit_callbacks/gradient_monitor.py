@@ -47,7 +47,8 @@ class GradientMonitor(Callback):
       the device without the host waiting. The host reads the flag only on logged
       steps, in the same transfer as the norms: at most one host sync per logged step.
       Dropped steps are counted and reported then, and a ``"stop"`` takes effect at that
-      logged step (every non-finite step before it was already dropped).
+      logged step (every non-finite step before it was already dropped). When nothing
+      is logged (an interval of 0), the host reads the flag every step instead.
 
     What ``on_nonfinite`` does when any gradient holds a NaN or Inf:
 
@@ -255,6 +256,8 @@ class GradientMonitor(Callback):
             self._defer(optimizer, flag, local_flag, bad, self._layer_index(present, flag.device))
             if log_now:
                 self._log_with_pending(trainer, step, norms, present)
+            elif self._interval == 0:  # no logged step would ever report a drop, or let a stop take effect
+                self._report_pending(trainer, step)
             return
         # The host check: the sum of the norms is finite only if every gradient is, on every rank.
         total = self._any_rank(trainer, norms.sum(), op="sum")
