@@ -159,21 +159,32 @@ def assert_same(a, b):
         assert a == b
 
 
+BACKWARD = (
+    r"The loss was finite: a backward problem \(an overflow in the backward pass, a custom autograd function or a"
+    r" gradient hook\)\."
+)
+FORWARD = r"The loss was already non-finite: a forward problem \(NaN/Inf in the data, or an overflow in the model\)\."
+NET_2 = r"1 parameter has non-finite gradients: net.2.weight\."
+
+
 @pytest.mark.parametrize(
     ("bad_layers", "named"),
-    [(("net.2",), "net.2"), (("net.2", "net.0"), "net.0")],
+    [
+        (("net.2",), "1 parameter has non-finite gradients: net.2.weight"),
+        (("net.2", "net.0"), "2 parameters have non-finite gradients: net.0.weight, net.2.weight"),
+    ],
 )
-def test_stop_drops_the_bad_update_and_names_the_first_bad_layer(bad_layers, named):
+def test_stop_drops_the_bad_update_and_names_every_bad_parameter(bad_layers, named):
     model = PlantNaN(step=2, layers=bad_layers)
     monitor = GradientMonitor(on_nonfinite="stop")
     trainer = tiny_trainer(max_steps=10, callbacks=[monitor])
-    with pytest.warns(UserWarning, match=rf"Non-finite gradient at optimizer step 2, first in layer '{named}'\."):
+    with pytest.warns(UserWarning, match=rf"^At optimizer step 2, {named}\. {BACKWARD} Stopped training"):
         trainer.fit(model, tiny_loader(samples=80))
 
     assert trainer.global_step == 3  # the bad step was the last one
     assert trainer.should_stop
     assert monitor.skipped_steps == 1
-    assert f"first in layer '{named}'" in monitor.stop_message
+    assert named in monitor.stop_message
     assert "Lower the learning rate, clip gradients" in monitor.stop_message
     assert monitor.stopped_reason == "non_finite_gradient"
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -185,7 +196,8 @@ def test_skip_leaves_weights_and_adam_state_untouched_and_counts():
     monitor = GradientMonitor(log_every_n_steps=1, on_nonfinite="skip")
     logger = MemoryLogger()
     trainer = tiny_trainer(max_steps=4, logger=logger, callbacks=[monitor])
-    with pytest.warns(UserWarning, match=r"step 1, first in layer 'net.0'\. Skipped this optimizer step \(1 skipped"):
+    match = rf"step 1, 1 parameter has non-finite gradients: net.0.weight\. {BACKWARD} Skipped this optimizer step \(1 "
+    with pytest.warns(UserWarning, match=match):
         trainer.fit(model, tiny_loader())
 
     assert trainer.global_step == 4  # training went on
@@ -201,11 +213,79 @@ def test_warn_only_reports_and_lets_the_update_through():
     model = PlantNaN(step=0, layers=("net.2",))
     monitor = GradientMonitor(on_nonfinite="warn")
     trainer = tiny_trainer(max_steps=1, callbacks=[monitor])
-    with pytest.warns(UserWarning, match=r"Non-finite gradient at optimizer step 0, first in layer 'net.2'\.$"):
+    with pytest.warns(UserWarning, match=rf"^At optimizer step 0, {NET_2} {BACKWARD}$"):
         trainer.fit(model, tiny_loader())
     assert torch.isnan(model.net[2].weight).any()
     assert monitor.skipped_steps == 0
     assert not trainer.should_stop
+
+
+def loader_with_nan(batch: int, samples: int = 80) -> torch.utils.data.DataLoader:
+    """``tiny_loader`` batches of 8, with a NaN in the first input of batch ``batch``."""
+    x, y = tiny_loader(samples=samples).dataset.tensors
+    x = x.clone()
+    x[8 * batch, 0] = float("nan")
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+
+
+class Deep(TinyModule):
+    """Three linear layers, six parameters."""
+
+    def __init__(self, optimizer: str = "sgd") -> None:
+        super().__init__(optimizer=optimizer)
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1))
+
+
+class PoisonGradient(torch.autograd.Function):
+    """The identity forward; backward passes on a NaN gradient."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full_like(grad, float("nan"))
+
+
+class PoisonedBackward(TinyModule):
+    """On one optimizer step, the gradient flowing back into ``net.0`` turns NaN; the loss stays finite."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.bad_step = step
+
+    def forward(self, x):
+        hidden = self.net[1](self.net[0](x))
+        if self.training and self.global_step == self.bad_step:
+            hidden = PoisonGradient.apply(hidden)
+        return self.net[2](hidden)
+
+
+def test_a_nan_in_the_input_is_named_a_forward_problem():
+    monitor = GradientMonitor(on_nonfinite="stop")
+    trainer = tiny_trainer(max_steps=10, callbacks=[monitor])
+    names = r"net.0.weight, net.0.bias, net.2.weight, net.2.bias, net.4.weight and 1 more"
+    with pytest.warns(UserWarning, match=rf"^At optimizer step 2, 6 parameters have non-finite gradients: {names}\. {FORWARD}"):
+        trainer.fit(Deep(), loader_with_nan(batch=2))
+    assert trainer.global_step == 3 and monitor.stopped_reason == "non_finite_gradient"
+
+
+def test_a_nan_made_in_the_backward_pass_is_named_a_backward_problem():
+    monitor = GradientMonitor(on_nonfinite="stop")
+    trainer = tiny_trainer(max_steps=10, callbacks=[monitor])
+    named = r"2 parameters have non-finite gradients: net.0.weight, net.0.bias"
+    with pytest.warns(UserWarning, match=rf"^At optimizer step 2, {named}\. {BACKWARD} Stopped training"):
+        trainer.fit(PoisonedBackward(step=2), tiny_loader(samples=80))
+    assert trainer.global_step == 3 and monitor.stopped_reason == "non_finite_gradient"
+
+
+def test_naming_the_bad_parameters_costs_no_sync_until_a_gradient_is_non_finite(monkeypatch):
+    syncs = count_host_syncs(monkeypatch, "lit_callbacks.gradient_monitor")
+    trainer = tiny_trainer(max_steps=6, callbacks=[GradientMonitor(log_every_n_steps=3, on_nonfinite="skip")])
+    with pytest.warns(UserWarning, match=rf"At optimizer step 4, 6 parameters .* {FORWARD}"):
+        trainer.fit(Deep(), loader_with_nan(batch=4))
+    assert syncs[0] == 6 + 1  # one per step, and one to name the parameters and read the loss at step 4
 
 
 class HealthModule(TinyModule):
@@ -337,8 +417,9 @@ def test_ddp_norms_match_one_process_and_ranks_agree_to_stop(tmp_path):
         assert rank["global_step"] == 3 and rank["should_stop"] and rank["skipped"] == 1
         assert all(torch.isfinite(torch.tensor(v)).all() for v in rank["final"].values())
     assert ranks[0]["final"] == ranks[1]["final"]
-    assert ranks[1]["message"].startswith("Non-finite gradient at optimizer step 2, first in layer 'net.2'.")
-    assert ranks[0]["message"].startswith("Non-finite gradient at optimizer step 2, on another rank.")
+    assert ranks[1]["message"].startswith("At optimizer step 2, 1 parameter has non-finite gradients: net.2.weight.")
+    assert ranks[0]["message"].startswith("At optimizer step 2, the non-finite gradients are on another rank.")
+    assert all("The loss was finite: a backward problem" in rank["message"] for rank in ranks)
 
     # one process on the same global batches of 8 samples measures the same global norms
     monitor = GradientMonitor(log_every_n_steps=1)
@@ -390,7 +471,7 @@ def test_a_layer_unfrozen_during_training_is_checked_and_logged():
                 self.late.weight.grad[0, 0] = float("nan")
 
     monitor = GradientMonitor(log_every_n_steps=1, on_nonfinite="skip")
-    with pytest.warns(UserWarning, match=r"Non-finite gradient at optimizer step 3, first in layer 'late'"):
+    with pytest.warns(UserWarning, match=r"At optimizer step 3, 1 parameter has non-finite gradients: late.weight\."):
         tiny_trainer(max_steps=4, callbacks=[monitor]).fit(Unfreezing(), tiny_loader())
     assert monitor.skipped_steps == 1
     assert "grad_norm/late" in monitor.last_metrics
@@ -427,7 +508,8 @@ def test_device_skip_drops_the_step_on_the_device_and_reads_the_host_only_on_log
     monitor = GradientMonitor(log_every_n_steps=4, on_nonfinite=policy, skip_on_device=True)
     logger = MemoryLogger()
     trainer = tiny_trainer(max_steps=8, logger=logger, callbacks=[monitor])
-    with pytest.warns(UserWarning, match=r"1 non-finite gradient step\(s\) up to optimizer step 4, first in layer 'net.2'"):
+    match = rf"1 non-finite gradient step\(s\) up to optimizer step 4; {NET_2} {BACKWARD}"
+    with pytest.warns(UserWarning, match=match):
         trainer.fit(model, tiny_loader(samples=80))
 
     # The fused kernel left weights, moments and the step count exactly as before the bad step.
@@ -450,7 +532,7 @@ def test_device_skip_reports_every_step_when_nothing_is_logged(monkeypatch):
     model = FusedPlantNaN(step=1, layers=("net.2",))
     monitor = GradientMonitor(on_nonfinite="stop", skip_on_device=True)
     trainer = tiny_trainer(max_steps=8, log_every_n_steps=0, callbacks=[monitor])
-    with pytest.warns(UserWarning, match=r"1 non-finite gradient step\(s\) up to optimizer step 1, first in layer 'net.2'"):
+    with pytest.warns(UserWarning, match=rf"1 non-finite gradient step\(s\) up to optimizer step 1; {NET_2}"):
         trainer.fit(model, tiny_loader(samples=80))
     assert trainer.global_step == 2 and monitor.skipped_steps == 1  # stopped right after the bad step
     assert_same(model.after_bad_step, model.before_bad_step)
@@ -485,3 +567,69 @@ def test_a_finite_gradient_whose_norm_overflows_is_not_dropped():
 def test_skip_on_device_must_be_a_bool_or_none():
     with pytest.raises(TypeError, match=r"`skip_on_device` must be a bool or None, got 'yes'"):
         GradientMonitor(skip_on_device="yes")
+
+
+class FusedDeep(Deep):
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=0.01, fused=True)
+
+
+def test_device_skip_names_the_parameters_and_the_forward_problem():
+    monitor = GradientMonitor(log_every_n_steps=4, on_nonfinite="skip", skip_on_device=True)
+    trainer = tiny_trainer(max_steps=6, callbacks=[monitor])
+    match = rf"^1 non-finite gradient step\(s\) up to optimizer step 4; 6 parameters have .* and 1 more\. {FORWARD}"
+    with pytest.warns(UserWarning, match=match):
+        trainer.fit(FusedDeep(), loader_with_nan(batch=1))
+    assert monitor.skipped_steps == 1
+
+
+class SaveMonitorState(L.Callback):
+    def __init__(self, monitor: GradientMonitor, step: int) -> None:
+        self.monitor, self.step, self.state = monitor, step, None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            self.state = copy.deepcopy(self.monitor.state_dict())
+
+
+def test_device_drops_not_yet_reported_survive_a_checkpoint():
+    monitor = GradientMonitor(log_every_n_steps=10, on_nonfinite="skip", skip_on_device=True)
+    saver = SaveMonitorState(monitor, step=3)
+    tiny_trainer(max_steps=4, callbacks=[monitor, saver]).fit(FusedPlantNaN(step=1, layers=("net.2",)), tiny_loader())
+    pending = {"steps": 1, "loss_seen": 1, "loss_nonfinite": 0, "parameters": ("net.2.weight",)}
+    assert saver.state["pending"] == pending and saver.state["skipped_steps"] == 0
+
+    resumed = GradientMonitor(on_nonfinite="skip")
+    resumed.load_state_dict(saver.state)
+    assert resumed.state_dict()["pending"] == pending
+    with pytest.warns(UserWarning, match=rf"^1 non-finite gradient step\(s\) up to optimizer step 1; {NET_2} {BACKWARD}"):
+        tiny_trainer(max_steps=2, callbacks=[resumed]).fit(TinyModule(), tiny_loader())
+    assert resumed.skipped_steps == 1
+    assert resumed.state_dict()["pending"] == {"steps": 0, "loss_seen": 0, "loss_nonfinite": 0, "parameters": ()}
+
+
+def test_a_pending_count_from_before_parameters_were_named_loads():
+    monitor = GradientMonitor()
+    monitor.load_state_dict({"pending": [2.0, 1.0]})  # [steps, first bad layer + 1]
+    assert monitor.state_dict()["pending"] == {"steps": 2, "loss_seen": 0, "loss_nonfinite": 0, "parameters": ()}
+
+
+class FusedUnfreezing(FusedPlantNaN):
+    """A NaN in ``net.2``'s gradient at step 1, then a frozen layer joins at step 2."""
+
+    def __init__(self) -> None:
+        super().__init__(step=1, layers=("net.2",))
+        self.late = nn.Linear(4, 1)
+        self.late.requires_grad_(False)
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step == 2:
+            self.late.requires_grad_(True)
+        return super().training_step(batch, batch_idx) + self.late(batch[0]).mean()
+
+
+def test_device_drops_are_reported_before_the_parameters_change():
+    monitor = GradientMonitor(log_every_n_steps=10, on_nonfinite="skip", skip_on_device=True)
+    with pytest.warns(UserWarning, match=rf"^1 non-finite gradient step\(s\) up to optimizer step 1; {NET_2}"):
+        tiny_trainer(max_steps=4, callbacks=[monitor]).fit(FusedUnfreezing(), tiny_loader())
+    assert monitor.skipped_steps == 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
@@ -54,13 +56,22 @@ class GradientMonitor(Callback):
 
     * ``"stop"``: drops the update of that step (every gradient of the optimizer is set
       to ``None``, so the optimizer leaves the weights and its state alone), sets
-      ``trainer.should_stop`` and warns with the first offending layer (in
-      ``named_parameters()`` order). Training ends after the current batch, as for any
-      ``should_stop`` (``min_epochs``/``min_steps`` still apply; each further
+      ``trainer.should_stop`` and warns. Training ends after the current batch, as for
+      any ``should_stop`` (``min_epochs``/``min_steps`` still apply; each further
       non-finite step is dropped too).
     * ``"skip"``: drops the update of that step the same way and counts it in
       ``skipped_steps``; training goes on.
     * ``"warn"``: only warns; the optimizer applies the update.
+
+    The warning counts the parameters whose gradient holds a NaN or Inf and names the
+    first :attr:`NAMED_PARAMETERS` of them in ``named_parameters()`` order ("3
+    parameters have non-finite gradients: net.0.weight, net.0.bias, net.2.weight"). It
+    also says whether the step's loss was already non-finite (a forward problem: NaN or
+    Inf in the data, or an overflow in the model) or finite (a backward problem: an
+    overflow in the backward pass, a custom autograd function or a gradient hook). The
+    losses are kept, unread, from ``on_before_backward``; the names and the loss are
+    read only once a step is non-finite, on the host check in the one extra transfer of
+    the exact check, on the device skip in the transfer that reports the step.
 
     Under fp16 mixed precision with a gradient scaler, non-finite gradients are the
     scaler's normal overflow signal: the scaler already skips those steps, so the
@@ -68,6 +79,8 @@ class GradientMonitor(Callback):
 
     Under DDP all ranks see the same all-reduced gradients, and the non-finite flag is
     additionally reduced across ranks, so every rank drops or stops on the same step.
+    Each rank names its own non-finite parameters (or says they are on another rank);
+    the loss counts as non-finite if it is on any rank.
     Sharded strategies (FSDP, DeepSpeed, model parallel) are supported for the
     non-finite check, but the logged norms are those of each rank's own shard.
 
@@ -127,6 +140,7 @@ class GradientMonitor(Callback):
 
     PER = ("module", "parameter")
     ON_NONFINITE = ("stop", "skip", "warn")
+    NAMED_PARAMETERS = 5  # a non-finite report names this many parameters, then counts the rest
 
     def __init__(
         self,
@@ -169,11 +183,15 @@ class GradientMonitor(Callback):
         self._layout_key: tuple[int, int] | None = None
         self._layout: list[tuple[torch.nn.Parameter, int]] = []
         self._layers: list[str] = []
-        self._index_key: tuple[int, ...] | None = None
+        self._names: list[str] = []  # parameter names, in layout order
+        self._index_key: Sequence[int] | None = None
         self._index: Tensor | None = None
-        # Device-skip bookkeeping, read on logged steps: [dropped steps, first bad layer + 1] since the last read.
+        self._losses: list[Tensor] = []  # this optimizer step's losses, read only once a gradient is non-finite
+        # Device-skip bookkeeping, read on logged steps, since the last read: [non-finite steps, of which the loss
+        # was seen, of which it was non-finite, then per parameter in layout order: non-finite steps].
         self._pending: Tensor | None = None
         self._unread_steps = 0  # steps recorded in _pending since the host last read it
+        self._carried = _NonFinite()  # unreported steps restored from a checkpoint
         self._flagged: Optimizer | None = None  # the optimizer holding this step's found_inf
 
     @property
@@ -201,8 +219,13 @@ class GradientMonitor(Callback):
 
     @override
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._layout_key, self._layout, self._layers = None, [], []
+        self._layout_key, self._layout, self._layers, self._names = None, [], [], []
         self._index_key, self._index = None, None
+        self._losses = []
+
+    @override
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor) -> None:
+        self._losses.append(loss.detach())  # kept, not read: no host sync
 
     @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
@@ -235,14 +258,16 @@ class GradientMonitor(Callback):
         return self.skip_on_device
 
     def _check_gradients(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
-        present = self._param_layout(pl_module, optimizer)
-        grads = [param.grad for param, _ in present]
+        losses, self._losses = self._losses, []
+        step = trainer.global_step
+        layout = self._param_layout(trainer, pl_module, optimizer)
+        grads = [param.grad for param, _ in layout]
+        present: Sequence[int] = range(len(layout))  # positions in the layout of the gradients checked
         if any(grad is None for grad in grads):  # frozen this step, or detached from the loss
-            present = [entry for entry, grad in zip(present, grads) if grad is not None]
-            grads = [grad for grad in grads if grad is not None]
+            present = [i for i, grad in enumerate(grads) if grad is not None]
+            grads = [grads[i] for i in present]
         if not grads:
             return
-        step = trainer.global_step
         log_now = self._interval > 0 and step % self._interval == 0
 
         # Per-gradient L2 norms: one fused kernel, reused for logging. A NaN or Inf anywhere makes
@@ -250,10 +275,7 @@ class GradientMonitor(Callback):
         # (An inf-norm would be exact, but on a CPU it is an order of magnitude slower.)
         norms = torch.stack(foreach_norm(grads, 2, dtype=torch.float32))
         if self._uses_device_skip(trainer, optimizer, norms.device):
-            bad = ~torch.isfinite(norms)
-            local_flag = bad.any().reshape(1).float()
-            flag = self._any_rank(trainer, local_flag.clone())
-            self._defer(optimizer, flag, local_flag, bad, self._layer_index(present, flag.device))
+            self._defer(trainer, optimizer, norms, self._present_index(present, norms.device), losses)
             if log_now:
                 self._log_with_pending(trainer, step, norms, present)
             elif self._interval == 0:  # no logged step would ever report a drop, or let a stop take effect
@@ -266,72 +288,121 @@ class GradientMonitor(Callback):
         else:
             values = [total.item()]  # the one host sync
         if not math.isfinite(values[0]) and not self._scaler_handles_nonfinite(trainer):
-            any_bad, locally_bad, first_bad = self._exact_check(trainer, grads)
-            if any_bad:
-                layer = self._layers[present[first_bad][1]] if locally_bad else None
-                self._handle_nonfinite(trainer, optimizer, step, layer)
+            found = self._find_nonfinite(trainer, grads, present, losses)
+            if found.steps > 0:
+                self._handle_nonfinite(trainer, optimizer, step, found)
         if log_now:
             self._log(trainer, step, values[1:-1], values[-1])
 
-    def _exact_check(self, trainer: L.Trainer, grads: list[Tensor]) -> tuple[bool, bool, int]:
-        """Whether any rank, and this one, has a NaN or Inf element, and this rank's first such gradient."""
+    def _find_nonfinite(
+        self, trainer: L.Trainer, grads: list[Tensor], present: Sequence[int], losses: list[Tensor]
+    ) -> _NonFinite:
+        """After a non-finite sum of norms: which gradients hold a NaN or Inf, and was the loss finite (one sync)."""
         bad = ~torch.isfinite(torch.stack(foreach_norm(grads, math.inf)))
-        local_flag = bad.any().reshape(1).float()
-        values = torch.cat([self._any_rank(trainer, local_flag.clone()), local_flag, bad.int().argmax().reshape(1)])
-        any_bad, locally_bad, first_bad = values.tolist()
-        return any_bad > 0, locally_bad > 0, int(first_bad)
+        loss_bad = self._loss_nonfinite(losses, bad.device) if losses else bad.new_zeros(())
+        flags = self._any_rank(trainer, torch.stack([bad.any(), loss_bad]).float())  # any rank's gradients, loss
+        values = torch.cat([flags, bad.float()]).tolist()
+        names = tuple(self._names[present[i]] for i, value in enumerate(values[2:]) if value > 0)
+        seen = int(bool(losses))
+        return _NonFinite(int(values[0] > 0), seen, seen * int(values[1] > 0), names)
 
-    def _layer_norms(self, norms: Tensor, present: list[tuple[torch.nn.Parameter, int]]) -> list[Tensor]:
+    @staticmethod
+    def _loss_nonfinite(losses: list[Tensor], device: torch.device) -> Tensor:
+        """Whether a loss of the step holds a NaN or Inf, as a 0-dim tensor on ``device`` (no host sync)."""
+        return ~torch.cat([loss.reshape(-1) for loss in losses]).isfinite().all().to(device)
+
+    def _layer_norms(self, norms: Tensor, present: Sequence[int]) -> list[Tensor]:
         """Each layer's L2 norm and the total, from the per-gradient norms."""
-        index = self._layer_index(present, norms.device)
-        layer_sq = torch.zeros(len(self._layers), device=norms.device).index_add_(0, index, norms.square())
+        layers = self._present_index(present, norms.device)[0]
+        layer_sq = torch.zeros(len(self._layers), device=norms.device).index_add_(0, layers, norms.square())
         return [layer_sq.sqrt(), layer_sq.sum().sqrt().reshape(1)]
 
-    def _defer(self, optimizer: Optimizer, flag: Tensor, local_flag: Tensor, bad: Tensor, layers: Tensor) -> None:
+    def _defer(
+        self, trainer: L.Trainer, optimizer: Optimizer, norms: Tensor, index: Tensor, losses: list[Tensor]
+    ) -> None:
         """Drops a non-finite step on the device and records it there, for the next logged step to report."""
+        bad = ~torch.isfinite(norms)
+        loss_bad = self._loss_nonfinite(losses, bad.device) if losses else bad.new_zeros(())
+        flags = self._any_rank(trainer, torch.stack([bad.any(), loss_bad]).float())  # any rank's gradients, loss
         if self.on_nonfinite != "warn":
-            set_found_inf(optimizer, flag.reshape(()))
+            set_found_inf(optimizer, flags[0])
             self._flagged = optimizer
-        if self._pending is None:
-            self._pending = torch.zeros(2, device=flag.device)
-        elif self._pending.device != flag.device:  # restored from a checkpoint
-            self._pending = self._pending.to(flag.device)
-        first_bad_layer = layers[bad.int().argmax()].float() + 1  # 0 means "none seen on this rank"
-        keep = (self._pending[1] > 0) | (local_flag[0] == 0)
-        self._pending[1] = torch.where(keep, self._pending[1], first_bad_layer)
-        self._pending[0] += flag[0]
+        size = 3 + len(self._names)
+        if self._pending is None or self._pending.numel() != size:
+            self._pending = torch.zeros(size, device=norms.device)
+        self._pending[0] += flags[0]
+        if losses:
+            self._pending[1] += flags[0]
+            self._pending[2] += flags[0] * flags[1]
+        self._pending[3:].index_add_(0, index[1], bad.float())
         self._unread_steps += 1
 
-    def _log_with_pending(self, trainer: L.Trainer, step: int, norms: Tensor, present: list) -> None:
+    def _log_with_pending(self, trainer: L.Trainer, step: int, norms: Tensor, present: Sequence[int]) -> None:
+        size = self._pending.numel()
         values = torch.cat([self._pending, *self._layer_norms(norms, present)]).tolist()  # the one host sync
         self._pending.zero_()
         self._unread_steps = 0
-        self._act_on_pending(trainer, step, int(values[0]), int(values[1]))
-        self._log(trainer, step, values[2:-1], values[-1])
+        self._act_on_pending(trainer, step, self._read_pending(values[:size]))
+        self._log(trainer, step, values[size:-1], values[-1])
 
     def _report_pending(self, trainer: L.Trainer, step: int) -> None:
-        """Reports non-finite steps dropped on the device since the last logged step (one sync)."""
-        if self._pending is None or not self._unread_steps:
-            return
-        dropped, first_layer = (int(value) for value in self._pending.tolist())
-        self._pending.zero_()
-        self._unread_steps = 0
-        self._act_on_pending(trainer, step, dropped, first_layer)
+        """Reports non-finite steps dropped on the device since the last logged step (one sync, if any)."""
+        values = [0.0, 0.0, 0.0]
+        if self._pending is not None and self._unread_steps:
+            values = self._pending.tolist()
+            self._pending.zero_()
+            self._unread_steps = 0
+        self._act_on_pending(trainer, step, self._read_pending(values))
 
-    def _act_on_pending(self, trainer: L.Trainer, step: int, dropped: int, first_layer: int) -> None:
-        if not dropped:
+    def _read_pending(self, values: list[float]) -> _NonFinite:
+        """The device-skip record read on the host, plus what a checkpoint carried over (then forgotten)."""
+        found = self._carried.plus(self._decode(values))
+        self._carried = _NonFinite()
+        return found
+
+    def _decode(self, values: list[float]) -> _NonFinite:
+        names = tuple(name for name, steps in zip(self._names, values[3:]) if steps > 0)
+        return _NonFinite(*(int(value) for value in values[:3]), names)
+
+    def _act_on_pending(self, trainer: L.Trainer, step: int, found: _NonFinite) -> None:
+        if found.steps == 0:
             return
-        layer = self._layers[first_layer - 1] if first_layer else None
-        where = f"first in layer '{layer}'" if layer is not None else "on another rank"
-        message = f"{dropped} non-finite gradient step(s) up to optimizer step {step}, {where}."
+        message = self._describe(f"{found.steps} non-finite gradient step(s) up to optimizer step {step};", found)
         if self.on_nonfinite == "warn":
             rank_zero_warn(message)
             return
-        self.skipped_steps += dropped
+        self.skipped_steps += found.steps
         if self.on_nonfinite == "skip":
             rank_zero_warn(f"{message} Skipped them on the device ({self.skipped_steps} skipped so far).")
             return
         self._stop(trainer, f"{message} Stopped training; their updates were dropped, so the weights stay finite.")
+
+    def _describe(self, when: str, found: _NonFinite) -> str:
+        """``when``, which parameters have non-finite gradients, and whether the forward or backward pass made them."""
+        count = len(found.parameters)
+        if count == 0:
+            which = "the non-finite gradients are on another rank."
+        else:
+            shown = ", ".join(found.parameters[: self.NAMED_PARAMETERS])
+            more = f" and {count - self.NAMED_PARAMETERS} more" if count > self.NAMED_PARAMETERS else ""
+            which = f"{count} parameter{'s have' if count > 1 else ' has'} non-finite gradients: {shown}{more}."
+        if found.loss_seen == 0:
+            return f"{when} {which}"
+        if found.loss_nonfinite == found.loss_seen:
+            cause = (
+                "The loss was already non-finite: a forward problem (NaN/Inf in the data, or an overflow in the model)."
+            )
+        elif found.loss_nonfinite == 0:
+            cause = (
+                "The loss was finite: a backward problem (an overflow in the backward pass, a custom autograd function"
+                " or a gradient hook)."
+            )
+        else:
+            cause = (
+                f"The loss was already non-finite in {found.loss_nonfinite} of these steps (a forward problem) and"
+                " finite in the others (a backward problem)."
+            )
+        return f"{when} {which} {cause}"
 
     @staticmethod
     def _any_rank(trainer: L.Trainer, value: Tensor, op: str = "max") -> Tensor:
@@ -345,40 +416,44 @@ class GradientMonitor(Callback):
             return value
         return trainer.strategy.reduce(value, reduce_op=op)
 
-    def _param_layout(self, pl_module: L.LightningModule, optimizer: Optimizer) -> list[tuple[torch.nn.Parameter, int]]:
+    def _param_layout(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
+    ) -> list[tuple[torch.nn.Parameter, int]]:
         """The optimizer's trainable parameters in ``named_parameters()`` order, each with its layer index (cached)."""
         # Keyed on the trainable count, so that unfreezing a layer (fine-tuning) rebuilds the layout.
         groups = optimizer.param_groups
         key = (id(optimizer), sum(param.requires_grad for group in groups for param in group["params"]))
         if key == self._layout_key:
             return self._layout
+        if self._unread_steps > 0:  # the device-skip record is laid out by parameter: report it first (a rare sync)
+            self._report_pending(trainer, trainer.global_step - 1)
         in_optimizer = {id(param) for group in groups for param in group["params"] if param.requires_grad}
         layers: dict[str, int] = {}
-        layout = []
+        layout, names = [], []
         for name, param in pl_module.named_parameters():
             if id(param) not in in_optimizer:
                 continue
             layer = name if self.per == "parameter" else (name.rpartition(".")[0] or name)
             layout.append((param, layers.setdefault(layer, len(layers))))
-        self._layout_key, self._layout, self._layers = key, layout, list(layers)
+            names.append(name)
+        self._layout_key, self._layout, self._layers, self._names = key, layout, list(layers), names
         self._index_key = None
         return layout
 
-    def _layer_index(self, present: list[tuple[torch.nn.Parameter, int]], device: torch.device) -> Tensor:
-        """Device tensor mapping each present gradient to its layer (cached while the same gradients exist)."""
-        key = tuple(layer for _, layer in present)
-        if key != self._index_key or self._index is None or self._index.device != device:
-            self._index = torch.tensor(key, dtype=torch.long, device=device)
-            self._index_key = key
+    def _present_index(self, present: Sequence[int], device: torch.device) -> Tensor:
+        """Device tensor of each present gradient's layer (row 0) and layout position (row 1), cached."""
+        if present != self._index_key or self._index is None or self._index.device != device:
+            layers = [self._layout[i][1] for i in present]
+            self._index = torch.tensor([layers, list(present)], dtype=torch.long, device=device)
+            self._index_key = present
         return self._index
 
     @staticmethod
     def _scaler_handles_nonfinite(trainer: L.Trainer) -> bool:
         return getattr(trainer.precision_plugin, "scaler", None) is not None
 
-    def _handle_nonfinite(self, trainer: L.Trainer, optimizer: Optimizer, step: int, layer: str | None) -> None:
-        where = f"first in layer '{layer}'" if layer is not None else "on another rank"
-        message = f"Non-finite gradient at optimizer step {step}, {where}."
+    def _handle_nonfinite(self, trainer: L.Trainer, optimizer: Optimizer, step: int, found: _NonFinite) -> None:
+        message = self._describe(f"At optimizer step {step},", found)
         if self.on_nonfinite == "warn":
             rank_zero_warn(message)
             return
@@ -438,9 +513,12 @@ class GradientMonitor(Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
+        pending = self._carried
+        if self._pending is not None and self._unread_steps:  # a host read, as saving is rare
+            pending = pending.plus(self._decode(self._pending.tolist()))
         return {
-            # steps dropped on the device but not reported yet (a host read, as saving is rare)
-            "pending": self._pending.tolist() if self._pending is not None else [0.0, 0.0],
+            # non-finite steps the device skip recorded but has not reported yet
+            "pending": dataclasses.asdict(pending),
             "skipped_steps": self.skipped_steps,
             "stop_message": self.stop_message,
             "streaks": {kind: dict(streaks) for kind, streaks in self._streaks.items()},
@@ -451,9 +529,35 @@ class GradientMonitor(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.skipped_steps = state_dict.get("skipped_steps", 0)
         self.stop_message = state_dict.get("stop_message")
-        pending = state_dict.get("pending", [0.0, 0.0])
-        self._pending = torch.tensor(pending, dtype=torch.float32) if any(pending) else None
-        self._unread_steps = int(self._pending is not None)
+        pending = state_dict.get("pending", {})
+        if isinstance(pending, list):  # before parameters were named: [steps, first bad layer + 1]
+            pending = {"steps": int(pending[0])}
+        self._carried = _NonFinite(**{**pending, "parameters": tuple(pending.get("parameters", ()))})
+        self._pending, self._unread_steps = None, 0
         streaks = state_dict.get("streaks", {})
         self._streaks = {kind: dict(streaks.get(kind, {})) for kind in ("vanishing", "exploding")}
         self._warned = {tuple(entry) for entry in state_dict.get("warned", [])}
+
+
+@dataclasses.dataclass(frozen=True)
+class _NonFinite:
+    """Optimizer steps with non-finite gradients, to report in one message.
+
+    ``steps`` counts them; ``loss_seen`` and ``loss_nonfinite`` count those whose loss
+    ``on_before_backward`` saw, and of these those whose loss was non-finite;
+    ``parameters`` names the parameters whose gradient was non-finite.
+    """
+
+    steps: int = 0
+    loss_seen: int = 0
+    loss_nonfinite: int = 0
+    parameters: tuple[str, ...] = ()
+
+    def plus(self, other: _NonFinite) -> _NonFinite:
+        """Both records in one, each parameter named once."""
+        return _NonFinite(
+            self.steps + other.steps,
+            self.loss_seen + other.loss_seen,
+            self.loss_nonfinite + other.loss_nonfinite,
+            tuple(dict.fromkeys(self.parameters + other.parameters)),
+        )
