@@ -199,5 +199,6 @@ def test_no_class_overrides_a_private_method_of_lightning_or_torch():
 
 def test_lightning_is_capped_below_the_next_untested_minor_version():
     pyproject = (PACKAGE.parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    assert f'"{_compat.LIGHTNING_REQUIREMENT}"' in pyproject
     major, minor = (int(part) for part in lightning.__version__.split(".")[:2])
-    assert re.search(rf'"lightning>=[\d.]+,<{major}\.{minor + 1}"', pyproject)
+    assert re.fullmatch(rf"lightning>=[\d.]+,<{major}\.{minor + 1}", _compat.LIGHTNING_REQUIREMENT)

@@ -27,6 +27,8 @@ from torch.optim.lr_scheduler import ChainedScheduler, LRScheduler, SequentialLR
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
+#: The lightning versions these names were checked on: the requirement in ``pyproject.toml``.
+LIGHTNING_REQUIREMENT = "lightning>=2.6,<2.7"
 #: Every private name lit_callbacks uses, as checked below.
 PRIVATE_NAMES: list[str] = []
 
@@ -35,7 +37,7 @@ def _missing(name: str) -> ImportError:
     return ImportError(
         f"lit_callbacks uses the private name `{name}`, which the installed lightning {lightning.__version__}"
         f" (torch {torch.__version__}) does not have. Install the lightning version lit-callbacks supports"
-        " (`pip install 'lightning>=2.6,<2.7'`) or a lit-callbacks release made for your lightning."
+        f" (`pip install '{LIGHTNING_REQUIREMENT}'`) or a lit-callbacks release made for your lightning."
     )
 
 
