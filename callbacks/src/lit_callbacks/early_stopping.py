@@ -39,7 +39,8 @@ class EarlyStopping(ExtensibleEarlyStopping):
     own (non-finite, stopping threshold, divergence threshold, improvement or patience),
     then divergence, then LR floor. Lightning's ``stopping_reason`` enum has no member
     for the two new stops and stays ``NOT_STOPPED`` for them; ``stopped_reason`` covers
-    all of them.
+    all of them. To add a stop of your own, override :meth:`evaluate_stopping_criteria`
+    and call ``super()`` first.
 
     Patience survives resuming: ``wait_count``, ``best_score``, ``stopped_epoch`` and
     ``stopped_reason`` are in the state dict, so a run resumed mid-patience stops at the
