@@ -52,8 +52,8 @@ def _attribute(owner: Any, name: str) -> Any:
     PRIVATE_NAMES.append(label)
     try:
         return getattr(owner, name)
-    except AttributeError:
-        raise _missing(label) from None
+    except AttributeError as error:
+        raise _missing(label) from error
 
 
 def _mentioned(function: Callable, name: str, owner: Any) -> None:
