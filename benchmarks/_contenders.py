@@ -5,7 +5,7 @@
   ``DataLoader(TensorDataset)``, with Lightning's default Trainer settings.
 * ``lightning_floor``: the least a Lightning Trainer can run per step: the same minimal module
   without logging, lit_train's tensor loader, no callbacks, logger, progress bar or profiler.
-* ``lit_train``: the real ``lit_train.run.run`` on a composed config, as a user runs it.
+* ``lit_train``: the real ``lit_train.training.run.run`` on a composed config, as a user runs it.
 
 All of them train the same network (same init), with AdamW over the same parameter groups
 and a per-step cosine schedule, on the same training split, with validation off. Each
@@ -24,17 +24,15 @@ from dataclasses import dataclass, field
 
 import lightning.pytorch as L
 import torch
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_train.command_line import expand_callback_additions
+from lit_train.config.compose import compose_config
 from lit_train.data.loader import TensorLoader
-from lit_train.optim import param_groups
-from lit_train.profiler import NoProfiler
+from lit_train.training.optim import param_groups
+from lit_train.training.profiler import NoProfiler
 
 LR, WEIGHT_DECAY = 1e-3, 0.01
 
@@ -52,12 +50,6 @@ class Workload:
     steps: int
     #: Extra overrides for the lit_train contender only (e.g. a callback set to compare).
     lit_overrides: tuple[str, ...] = field(default=())
-
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    GlobalHydra.instance().clear()
-    with initialize_config_module("lit_train.conf", version_base="1.3"):
-        return compose("config", overrides=expand_callback_additions(overrides))
 
 
 @functools.cache
@@ -164,12 +156,12 @@ def lightning_floor(workload: Workload) -> float:
 
 
 def lit_train(workload: Workload, validate: bool = False) -> float:
-    """``lit_train.run.run`` with the default callbacks, logger and progress bar, testing off.
+    """``lit_train.training.run.run`` with the default callbacks, logger and progress bar, testing off.
 
     Without ``validate``, validation and the checkpoint save are off too: they are
     per-epoch costs the raw loop does not have, measured on their own.
     """
-    from lit_train.run import run
+    from lit_train.training.run import run
 
     per_epoch = [] if validate else ["trainer.limit_val_batches=0", "++callbacks.model_checkpoint=null"]
     with tempfile.TemporaryDirectory() as root:

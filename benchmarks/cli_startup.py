@@ -18,7 +18,7 @@ command line (``+callbacks.first_step={_target_: cli_startup.first_step}``, with
 on ``PYTHONPATH``): at ``on_train_batch_start`` it prints its time markers and ends the
 process, as nothing after the first batch is measured. The breakdown comes from an
 instrumented twin of the same command, ``python -c "import cli_startup; cli_startup._probe()"``
-with the same arguments, which runs ``lit_train.cli.main`` in-process and puts time markers
+with the same arguments, which runs ``lit_train.launch.cli.main`` in-process and puts time markers
 between the phases (after the CLI's imports, after the job's config validation, around
 the torch and Lightning imports, the data and model ``instantiate`` calls, ``build_trainer``,
 the data module's ``setup`` and the Lightning hooks up to the first batch). It adds no work
@@ -127,7 +127,7 @@ def first_step(exit_at_first_batch: bool = True):
 def _probe() -> None:
     """``python -m lit_train`` with time markers between its phases; run as a fresh process by the parent."""
     _mark("Python start-up")
-    from lit_train import cli
+    from lit_train.launch import cli
 
     _mark("imports: hydra, omegaconf, lit_train CLI")
     validate = cli.validate
@@ -136,12 +136,12 @@ def _probe() -> None:
         problems = validate(cfg)
         _mark("config: compose, validate, Hydra job set-up")
         if not problems:
-            import torch  # noqa: F401  (lit_train.run would import it first thing anyway)
+            import torch  # noqa: F401  (lit_train.training.run would import it first thing anyway)
 
             _mark("imports: torch")
-            import lit_train.run as run_module
+            import lit_train.training.run as run_module
 
-            _mark("imports: lightning, lit_callbacks, lit_train.run")
+            _mark("imports: lightning, lit_callbacks, lit_train.training.run")
             _instrument(run_module, cfg)
         return problems
 
@@ -151,7 +151,7 @@ def _probe() -> None:
 
 
 def _instrument(run_module, cfg) -> None:
-    """Wraps what ``lit_train.run`` calls so that each phase of the run ends with a marker."""
+    """Wraps what ``lit_train.training.run`` calls so that each phase of the run ends with a marker."""
     from lit_train.data.tensor_datamodule import TensorDataModule
 
     labels = {cfg.data.get("_target_"): "data module object, seeding", cfg.model.get("_target_"): "model build"}

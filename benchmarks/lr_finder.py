@@ -54,7 +54,7 @@ from lit_callbacks import lr_find
 from lit_train.data import DigitsDataModule, TensorLoader
 from lit_train.models import MLP
 from lit_train.modules import Classifier
-from lit_train.optim import Optimization, attach_optimizers
+from lit_train.training.optim import Optimization, attach_optimizers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import alternate, command_line, markdown_table, ratio_line, report
@@ -103,7 +103,7 @@ class _Runs:
         trainer, model, loader = _trainer(self.root), _model(), _loader()
         started = time.perf_counter()
         finder = lr_find(trainer, model, train_dataloaders=loader, min_lr=MIN_LR, max_lr=MAX_LR,
-                         num_steps=NUM_STEPS, divergence_threshold=THRESHOLD, plot=False, apply=False)
+                         num_training_steps=NUM_STEPS, early_stop_threshold=THRESHOLD, plot=False, apply=False)
         suggestion = finder.suggestion
         elapsed = time.perf_counter() - started
         self.lit_steps = len(finder.losses)

@@ -6,7 +6,7 @@ features, 10 uniform random labels: :class:`SyntheticClassification`, a lit_trai
 ``TensorDataModule`` that both contenders load through ``data._target_``):
 
 * ``raw``: the hand-written PyTorch loop;
-* ``lit_train``: ``lit_train.run.run`` on the composed config, with the default callbacks,
+* ``lit_train``: ``lit_train.training.run.run`` on the composed config, with the default callbacks,
   logger and progress bar (checkpointing and testing off).
 
 Two sweeps: the batch size (64, 256, 1024, 4096) with hidden layers [256, 256], and the
@@ -176,7 +176,7 @@ def _compose_once() -> Iterator[Callable[[int, int], None]]:
     """
     import _contenders
 
-    import lit_train.run  # noqa: F401  (imported once here rather than in every lit_train child)
+    import lit_train.training.run  # noqa: F401  (imported once here rather than in every lit_train child)
 
     compose, cache = _contenders.compose_config, {}
 

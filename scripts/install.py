@@ -73,8 +73,21 @@ def missing() -> list[str]:
             problems.append(f"{module} (from {folder})")
     if not _plugin_discoverable():
         problems.append("Hydra plugin discovery of hydra_plugins.lit_train_searchpath")
+    problems += [f"console script {name}" for name in _stale_console_scripts()]
     problems += [name for name in ("torch", *REQUIRED) if not _installed(name)]
     return problems
+
+
+def _stale_console_scripts() -> list[str]:
+    """lit-train's console scripts whose entry point no longer imports (an install from before a move)."""
+    stale = []
+    for entry_point in importlib.metadata.entry_points(group="console_scripts"):
+        if entry_point.dist is not None and entry_point.dist.name == "lit-train":
+            try:
+                entry_point.load()
+            except (ImportError, AttributeError):
+                stale.append(entry_point.name)
+    return stale
 
 
 def _pip(*args: str) -> int:

@@ -6,11 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_module
+from hydra import initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from lit_train.command_line import expand_callback_additions
+from lit_train.config.compose import compose_config as compose
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Overrides that make any run a few optimizer steps long.
@@ -27,10 +27,7 @@ FAST = [
 
 def compose_config(overrides: list[str], run_dir: Path | str | None = None) -> DictConfig:
     """The composed lit_train config, as the CLI would build it (with ``run_dir`` pinned)."""
-    extra = [f"run_dir={run_dir}"] if run_dir is not None else []
-    GlobalHydra.instance().clear()
-    with initialize_config_module("lit_train.conf", version_base="1.3"):
-        return compose("config", overrides=expand_callback_additions([*overrides, *extra]))
+    return compose(overrides + ([f"run_dir={run_dir}"] if run_dir is not None else []))
 
 
 def group_options(group: str) -> list[str]:

@@ -6,8 +6,8 @@ import time
 import pytest
 import torch
 
-from lit_train.atomic import atomic_write
-from lit_train.checkpoint_io import AtomicCheckpointIO
+from lit_train.training.atomic import atomic_write
+from lit_train.training.checkpoint_io import AtomicCheckpointIO
 
 
 def test_checkpoint_round_trip(tmp_path):

@@ -78,7 +78,7 @@ def test_help_and_bad_config_never_import_torch_or_lightning(args, tmp_path):
 
     probe = (
         "import sys\n"
-        "from lit_train.cli import main\n"
+        "from lit_train.launch.cli import main\n"
         "code = 0\n"
         "try:\n"
         f"    main({args!r})\n"

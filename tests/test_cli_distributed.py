@@ -14,8 +14,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 from support import read_summary, run_cli
 
-from lit_train import launch
-from lit_train.command_line import check_overrides
+from lit_train.config.launcher import launcher_problems
+from lit_train.launch.ranks import rank_command, ranks_of_this_job
+from lit_train.config.compose import check_overrides
 
 #: Two CPU ranks, a few steps, fit only. (Testing after a ddp_spawn fit trips Lightning's CSVLogger, whose
 #: writer state stays behind in the spawned processes; the test stage would then rewrite metrics.csv wrongly.)
@@ -119,7 +120,7 @@ def test_a_rank_of_a_sweep_job_runs_that_job_alone(sweep_job, tmp_path, monkeypa
     import types
 
     monkeypatch.setattr(__main__, "__spec__", types.SimpleNamespace(name="lit_train"))  # python -m lit_train
-    command, cwd = launch.rank_command(1)
+    command, cwd = rank_command(1)
     assert command[:3] == [sys.executable, "-m", "lit_train"]
     args = get_args_parser().parse_args(command[3:])
     assert not args.multirun
@@ -137,7 +138,7 @@ def test_a_rank_of_the_console_script_runs_the_script(sweep_job, monkeypatch):
 
     monkeypatch.setattr(__main__, "__spec__", None)
     monkeypatch.setattr(sys, "argv", ["bin/lit-train", "-m", "optimizer=adam,adamw"])
-    command, _ = launch.rank_command(1)
+    command, _ = rank_command(1)
     assert command[:3] == [sys.executable, os.path.abspath("bin/lit-train"), "optimizer=adamw"]
 
 
@@ -147,9 +148,9 @@ def test_lightning_starts_ranks_with_the_job_command_only_while_the_job_runs(swe
 
     original = fabric_launcher._hydra_subprocess_cmd
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    with launch.ranks_of_this_job():
-        assert trainer_launcher._hydra_subprocess_cmd(local_rank=1) == launch.rank_command(1)
-        assert fabric_launcher._hydra_subprocess_cmd(local_rank=1) == launch.rank_command(1)
+    with ranks_of_this_job():
+        assert trainer_launcher._hydra_subprocess_cmd(local_rank=1) == rank_command(1)
+        assert fabric_launcher._hydra_subprocess_cmd(local_rank=1) == rank_command(1)
         os.environ["LOCAL_RANK"] = "0"  # as Lightning's launcher sets it when it starts ranks
     assert fabric_launcher._hydra_subprocess_cmd is original is trainer_launcher._hydra_subprocess_cmd
     # Else the next job of the sweep would take itself for a rank that someone else started.
@@ -165,14 +166,14 @@ def _one_rank_group():
 
 def test_a_rank_that_completes_destroys_its_process_group():
     # Left to the interpreter's shutdown, gloo's threads can abort the process.
-    with launch.ranks_of_this_job():
+    with ranks_of_this_job():
         dist = _one_rank_group()
     assert not dist.is_initialized()
 
 
 def test_a_rank_that_fails_leaves_its_process_group_alone():
     # The other ranks may still be in a collective that destroying the group would wait on.
-    with pytest.raises(RuntimeError, match="boom"), launch.ranks_of_this_job():
+    with pytest.raises(RuntimeError, match="boom"), ranks_of_this_job():
         dist = _one_rank_group()
         raise RuntimeError("boom")
     try:
@@ -201,7 +202,7 @@ def test_slurm_preset_runs_a_task_per_device_and_requeues():
 def test_slurm_preset_passes_lit_train_checks():
     sweep = [*MULTI_NODE, "optimizer=adam,adamw"]
     assert check_overrides(sweep, multirun=True) == []
-    assert launch.launcher_problems(sweep, multirun=True) == []
+    assert launcher_problems(sweep, multirun=True) == []
 
 
 def test_slurm_preset_renders_the_sbatch_flags(tmp_path, monkeypatch):
@@ -247,6 +248,6 @@ def test_slurm_preset_needs_a_number_of_devices(tmp_path):
 
 
 def test_slurm_preset_without_resume_says_a_requeued_job_would_start_over(capsys):
-    problems = launch.launcher_problems([*MULTI_NODE[:5], "optimizer=adam,adamw"], multirun=True)
+    problems = launcher_problems([*MULTI_NODE[:5], "optimizer=adam,adamw"], multirun=True)
     assert problems == []
     assert "resume=auto" in capsys.readouterr().err

@@ -5,9 +5,9 @@ import math
 import pytest
 from support import FAST, compose_config, group_options
 
-from lit_train.registry import MODULES, OPTIMIZERS, SCHEDULERS
-from lit_train.run import run
-from lit_train.validate import validate
+from lit_train.config.specs import MODULES, OPTIMIZERS, SCHEDULERS
+from lit_train.training.run import run
+from lit_train.config.validate import validate
 
 #: Data each model option needs.
 MODEL_DATA = {"mlp": "digits", "cnn": "digits", "regressor": "regression", "gpt": "text"}

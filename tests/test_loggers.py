@@ -9,8 +9,8 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from support import FAST, ROOT, compose_config, read_summary, run_cli
 
-from lit_train.loggers import ResumableCSVLogger, keep_rows_before
-from lit_train.run import run
+from lit_train.training.loggers import ResumableCSVLogger, keep_rows_before
+from lit_train.training.run import run
 
 
 def _rows(path):

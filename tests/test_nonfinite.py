@@ -10,7 +10,7 @@ from support import FAST, ROOT, read_summary, run_cli
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_train.checkpoint import ModelCheckpoint
+from lit_train.training.checkpoint import ModelCheckpoint
 
 NAN, INF = float("nan"), float("inf")
 

@@ -7,8 +7,8 @@ from torch import nn
 
 from lit_train.modules import Classifier
 from lit_train.models import GPT, MLP
-from lit_train.optim import Optimization, attach_optimizers, param_groups
-from lit_train.schedules import warmup_cosine
+from lit_train.training.optim import Optimization, attach_optimizers, param_groups
+from lit_train.training.schedules import warmup_cosine
 
 
 def test_biases_and_norm_weights_get_no_weight_decay():
@@ -123,7 +123,7 @@ def test_lr_scaling_applies_to_the_optimizer_and_absolute_scheduler_lrs():
 def test_scaled_lr_lands_in_the_summary(tmp_path):
     from support import FAST, compose_config, read_summary
 
-    from lit_train.run import run
+    from lit_train.training.run import run
 
     cfg = compose_config([*FAST, "optimizer.scale_lr=sqrt", "trainer.accumulate_grad_batches=2", "scheduler=none",
                           "trainer.limit_train_batches=4"], run_dir=tmp_path)

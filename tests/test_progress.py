@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import pytest
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
-from lit_train import progress
-from lit_train.progress import ProgressBar
+from lit_train.training import progress
+from lit_train.training.progress import ProgressBar
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from support import FAST, compose_config, read_summary
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_train.pruning import DIVERGED_ATTR, ERROR_ATTR, PRUNED_ATTR, PRUNER_ATTR, TrialPruning, open_trial
-from lit_train.run import run
-from lit_train.validate import validate
+from lit_train.sweep.pruning import DIVERGED_ATTR, ERROR_ATTR, PRUNED_ATTR, PRUNER_ATTR, TrialPruning, open_trial
+from lit_train.training.run import run
+from lit_train.config.validate import validate
 
 MEDIAN = {"target": "optuna.pruners.MedianPruner", "args": {"n_startup_trials": 1, "n_warmup_steps": 1}}
 

@@ -6,9 +6,9 @@ import shlex
 import pytest
 from support import ROOT, compose_config, read_summary, run_cli
 
-from lit_train.command_line import expand_callback_additions
-from lit_train.run import run
-from lit_train.validate import validate
+from lit_train.config.overrides import expand_callback_additions
+from lit_train.training.run import run
+from lit_train.config.validate import validate
 
 README = (ROOT / "README.md").read_text()
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from support import run_cli
 
-from lit_train.report import CSV_FILE, MARKDOWN_FILE, PLOT_FILE, find_runs, main, write_report
+from lit_train.sweep.report import CSV_FILE, MARKDOWN_FILE, PLOT_FILE, find_runs, main, write_report
 
 
 def _job(sweep, name, overrides, summary, curve, monitor="val/loss", mode="min"):
@@ -89,7 +89,7 @@ def test_command_line(sweep, tmp_path, capsys):
     assert capsys.readouterr().out.splitlines() == [str(sweep / PLOT_FILE), str(sweep / MARKDOWN_FILE),
                                                     str(sweep / CSV_FILE)]
     assert main([]) == 2
-    assert "usage: python -m lit_train.report DIR" in capsys.readouterr().err
+    assert "usage: python -m lit_train.sweep.report DIR" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main([str(empty)]) == 1

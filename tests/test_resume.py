@@ -14,10 +14,10 @@ import pytest
 import torch
 from support import FAST, ROOT, compose_config, read_summary, run_cli
 
-from lit_train.atomic import is_temporary, remove_stale_temporaries
-from lit_train.checkpoint_io import AtomicCheckpointIO
-from lit_train.resume import RngState, find_resume_checkpoint
-from lit_train.run import run
+from lit_train.training.atomic import is_temporary, remove_stale_temporaries
+from lit_train.training.checkpoint_io import AtomicCheckpointIO
+from lit_train.training.resume import RngState, find_resume_checkpoint
+from lit_train.training.run import run
 
 COMMON = [
     "deterministic=true", "model.net.dropout=0.2", "trainer.max_epochs=3", "callbacks.model_checkpoint.every_n_train_steps=7",
@@ -109,7 +109,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_train.resume import RngState, _capture
+from lit_train.training.resume import RngState, _capture
 
 out = Path(sys.argv[1])
 

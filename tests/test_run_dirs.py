@@ -12,7 +12,8 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 from support import read_summary
 
-from lit_train import launch
+from lit_train.config.overrides import quote
+from lit_train.launch import torchrun
 
 #: A default directory name: date, then time to the microsecond and the process id.
 STAMP = r"\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d-\d{6}-(\d+)"
@@ -55,7 +56,7 @@ def test_a_pickled_sweep_config_resolves_to_the_same_dir_elsewhere():
     with initialize_config_module("lit_train.conf", version_base="1.3"):
         cfg = compose("config", return_hydra_config=True)
     sweep_dir = str(cfg.hydra.sweep.dir)
-    code = ("import sys, cloudpickle, lit_train.launch\n"
+    code = ("import sys, cloudpickle, lit_train.launch.cli\n"
             "from hydra.core.utils import setup_globals\n"
             "setup_globals()\n"
             "print(cloudpickle.loads(sys.stdin.buffer.read()).hydra.sweep.dir)\n")
@@ -92,30 +93,30 @@ def torchrun_store(monkeypatch):
                         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(store.port)}.items():
         monkeypatch.setenv(name, value)
     yield store
-    launch._stores.clear()
+    torchrun._stores.clear()
 
 
 def test_outside_torchrun_nothing_is_added(monkeypatch):
     monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
-    assert launch.torchrun_overrides([], multirun=False) == []
+    assert torchrun.torchrun_overrides([], multirun=False) == []
 
 
 def test_a_torchrun_worker_takes_the_directory_proposed_first(torchrun_store):
     torchrun_store.set("lit_train/hydra.run.dir", "outputs/runs/chosen")
-    assert launch.torchrun_overrides(["optimizer=adam"], multirun=False) == [
+    assert torchrun.torchrun_overrides(["optimizer=adam"], multirun=False) == [
         "hydra.run.dir='outputs/runs/chosen'", "hydra.output_subdir=null", "hydra.job.name=lit_train_rank1"]
 
 
 def test_the_first_torchrun_worker_proposes_its_own_directory(torchrun_store, monkeypatch):
     monkeypatch.setenv("RANK", "0")
-    (run_dir,) = launch.torchrun_overrides(["hydra.run.dir=outputs/${now:%f}/${lit_train.pid:}"], multirun=False)
+    (run_dir,) = torchrun.torchrun_overrides(["hydra.run.dir=outputs/${now:%f}/${lit_train.pid:}"], multirun=False)
     assert re.fullmatch(rf"hydra.run.dir='outputs/\d{{6}}/{os.getpid()}'", run_dir)
     assert f"hydra.run.dir='{torchrun_store.get('lit_train/hydra.run.dir').decode()}'" == run_dir
 
 
 def test_torchrun_workers_of_a_sweep_agree_on_the_sweep_dir(torchrun_store):
     torchrun_store.set("lit_train/hydra.sweep.dir", "outputs/multiruns/chosen")
-    extra = launch.torchrun_overrides(["optimizer=adam,sgd"], multirun=True)
+    extra = torchrun.torchrun_overrides(["optimizer=adam,sgd"], multirun=True)
     assert extra[0] == "hydra.sweep.dir='outputs/multiruns/chosen'"
 
 
@@ -123,6 +124,6 @@ def test_quote_keeps_a_path_one_override_value(tmp_path):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     path = str(tmp_path / "a b,c=d'e")
-    (override,) = OverridesParser.create().parse_overrides([f"hydra.run.dir={launch.quote(path)}"])
+    (override,) = OverridesParser.create().parse_overrides([f"hydra.run.dir={quote(path)}"])
     assert override.value() == path
     assert Path(OmegaConf.create({"d": override.value()}).d) == Path(path)

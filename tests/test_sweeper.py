@@ -19,8 +19,8 @@ from hydra_plugins.lit_train_optuna_sweeper._impl import (
     _build,
     parse_search_space,
 )
-from lit_train.pruning import DIVERGED_ATTR, PRUNED_ATTR
-from lit_train.validate import validate
+from lit_train.sweep.pruning import DIVERGED_ATTR, PRUNED_ATTR
+from lit_train.config.validate import validate
 
 #: Trials of a few optimizer steps each.
 TINY = ["trainer.accelerator=cpu", "trainer.devices=1", "trainer.max_epochs=3", "trainer.limit_train_batches=2",

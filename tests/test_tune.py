@@ -5,12 +5,12 @@ import math
 import pytest
 from support import compose_config, read_summary
 
-from lit_train.run import run
+from lit_train.training.run import run
 
 
 def test_lr_find_suggests_without_training(tmp_path):
     cfg = compose_config(["action=lr_find", "callbacks.progress_bar=null", "+callbacks=lr_finder",
-                          "callbacks.lr_finder.num_steps=30"], run_dir=tmp_path)
+                          "callbacks.lr_finder.num_training_steps=30"], run_dir=tmp_path)
     run(cfg)
     summary = read_summary(tmp_path)
     assert summary["stopped_reason"] == "lr_find" and summary["global_step"] == 0

@@ -3,8 +3,9 @@
 import pytest
 from support import compose_config
 
-from lit_train.command_line import check_overrides, expand_callback_additions
-from lit_train.validate import validate
+from lit_train.config.compose import check_overrides
+from lit_train.config.overrides import expand_callback_additions
+from lit_train.config.validate import validate
 
 BAD = [
     (["optimizer.lr=0"], "optimizer.lr: must be a number > 0, got 0"),

@@ -1,3 +1,3 @@
-from lit_train.cli import main
+from lit_train.launch.cli import main
 
 main()

@@ -3,7 +3,7 @@
 Each trial is one Hydra job. The sweeper asks Optuna for a trial, turns its
 parameters into overrides, adds ``+trial.storage=... +trial.study=...
 +trial.number=...`` so that the job can report to the trial and be pruned (see
-:mod:`lit_train.pruning`), launches it, and tells the study how it ended:
+:mod:`lit_train.sweep.pruning`), launches it, and tells the study how it ended:
 complete (the job's returned metric), pruned, or failed (an exception, a
 non-zero exit, no metric, NaN or divergence). A failed trial never ends the
 sweep.
@@ -18,8 +18,6 @@ command with the same ``hydra.sweep.dir`` continues it: ``n_trials`` is the
 study's total, and job directories are numbered by trial number.
 """
 
-import difflib
-import importlib
 import itertools
 import json
 import logging
@@ -35,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer
 from hydra.core.plugins import Plugins
@@ -43,9 +40,15 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log
 from hydra.errors import CompactHydraException, HydraException
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
+from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import Trial, TrialState
+
+from lit_train._compat import is_basic_launcher, job_error
+from lit_train.config.messages import describe, did_you_mean
+from lit_train.config.overrides import SWEEP_ONLY, quote
+from lit_train.sweep.storage import open_storage
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +64,6 @@ FAILURE_ATTR = "lit_train.failure"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 DIRECTIONS = {"min": "minimize", "max": "maximize"}
-#: Hydra overrides of the sweep that a trial run in its own process does not take: it gets its own run dir.
-SWEEP_ONLY = ("hydra/sweeper", "hydra.sweeper.", "hydra.run.", "hydra.job.num=", "hydra.mode=")
 #: Seconds between looks at the trials running in their own processes.
 POLL_S = 0.2
 
@@ -73,23 +74,6 @@ class SweeperConfigError(CompactHydraException):
     def __init__(self, problems: list[str]) -> None:
         lines = [f"error: {problem}" for problem in problems]
         super().__init__("\n".join([*lines, f"lit_train: {len(problems)} sweeper problem(s); nothing was run."]))
-
-
-def _did_you_mean(word: str, options: Any) -> str:
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _one_line(error: BaseException) -> str:
-    """The root cause's message on one line (Hydra wraps errors raised by constructors)."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return " ".join(str(error).split())
-
-
-def _quote(text: str) -> str:
-    """``text`` as a quoted Hydra override value."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 @dataclass(frozen=True)
@@ -116,7 +100,7 @@ def _param(override: Override, path: str, problems: list[str]) -> Param | None:
     value = override.value()
     tags = set(getattr(value, "tags", None) or ())
     for tag in sorted(tags - set(TAGS)):
-        problems.append(f"{path}: unknown tag {tag!r}{_did_you_mean(tag, TAGS)} (tags: {', '.join(TAGS)})")
+        problems.append(f"{path}: unknown tag {tag!r}{did_you_mean(tag, TAGS)} (tags: {', '.join(TAGS)})")
     log_scale = "log" in tags
     if override.is_interval_sweep():
         low, high = value.start, value.end
@@ -199,9 +183,8 @@ def _build(kind: str, node: Any, problems: list[str], seed_offset: int = 0) -> t
         return None, {}
     if isinstance(spec.get("seed"), int) and not isinstance(spec["seed"], bool):
         spec["seed"] += seed_offset
-    module, _, name = target.rpartition(".")
     try:
-        return getattr(importlib.import_module(module), name)(**spec), {"target": target, "args": spec}
+        return get_object(target)(**spec), {"target": target, "args": spec}
     except (ImportError, AttributeError, TypeError, ValueError) as e:
         problems.append(f"hydra.sweeper.{kind}: cannot build {target} with {spec}: {e}")
         return None, {}
@@ -283,7 +266,7 @@ class LitOptunaSweeperImpl:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         url = self.storage or f"sqlite:///{sweep_dir / STORAGE_FILE}"
-        storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+        storage = open_storage(url)
         # A resumed study moves the sampler's seed on by the trials it holds: reproducible, and a seeded
         # sampler does not propose the first trials' parameters again.
         sampler, pruner, pruner_spec = self._sampler_and_pruner(self._existing_trials(storage))
@@ -295,7 +278,7 @@ class LitOptunaSweeperImpl:
             raise SweeperConfigError([f"mode: study {self.study_name!r} in {url} is to {study.direction.name.lower()}, "
                                       f"but mode={self.config.mode} asks to {direction}; use another hydra.sweep.dir "
                                       "or hydra.sweeper.study_name"])
-        from lit_train.pruning import PRUNER_ATTR  # imports Lightning: after the settings are checked
+        from lit_train.sweep.pruning import PRUNER_ATTR  # imports Lightning: after the settings are checked
 
         study.set_user_attr(PRUNER_ATTR, pruner_spec)
         self._fail_stale(study)
@@ -304,7 +287,7 @@ class LitOptunaSweeperImpl:
         log.info(f"Study {self.study_name!r} in {url}: {done} trial(s) done, {todo} to run "
                  f"({type(sampler).__name__}, {type(pruner).__name__}, {direction} {self.config.monitor})")
         asks = (self._ask(study, space, fixed, url) for _ in range(todo))
-        if isinstance(self.launcher, BasicLauncher) and self.n_jobs > 1:
+        if is_basic_launcher(self.launcher) and self.n_jobs > 1:
             returns = self._run_processes(study, asks)
         else:
             returns = self._run_batches(study, asks)
@@ -320,7 +303,7 @@ class LitOptunaSweeperImpl:
 
     def _run_batches(self, study: optuna.Study, asks: Iterator[tuple[Trial, list[str]]]) -> list[JobReturn]:
         """Launches the trials through the launcher: one at a time with the basic one, else ``n_jobs`` together."""
-        at_once = 1 if isinstance(self.launcher, BasicLauncher) else self.n_jobs
+        at_once = 1 if is_basic_launcher(self.launcher) else self.n_jobs
         returns: list[JobReturn] = []
         while batch := list(itertools.islice(asks, at_once)):
             returns += self._run(study, batch)
@@ -356,7 +339,7 @@ class LitOptunaSweeperImpl:
         """Starts trial ``number`` as ``python -m lit_train``, writing to ``job_dir`` as a job of the sweep would."""
         sweep = [o for o in self.config.hydra.overrides.hydra if not o.startswith(SWEEP_ONLY)]
         command = [sys.executable, "-m", "lit_train", *overrides, *sweep,
-                   f"hydra.run.dir={_quote(str(job_dir))}", f"hydra.job.num={number}"]
+                   f"hydra.run.dir={quote(str(job_dir))}", f"hydra.job.num={number}"]
         # The trials share the machine's cores: torch's default of one thread per core in each of them would
         # oversubscribe the cores and slow every trial down, so each trial gets one thread.
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -364,7 +347,7 @@ class LitOptunaSweeperImpl:
 
     def _end(self, study: optuna.Study, trial: Trial, overrides: list[str], job_dir: Path, code: int) -> JobReturn:
         """Tells the study how the process of ``trial`` ended (exit ``code``), from storage and its summary.json."""
-        from lit_train.summary import monitored_value
+        from lit_train.training.summary import monitored_value
 
         summary = job_dir / "summary.json"
         if code != 0:
@@ -393,7 +376,7 @@ class LitOptunaSweeperImpl:
         trial = study.ask({param.key: param.distribution for param in space})
         overrides = [*fixed, *(param.override(trial.params[param.key]) for param in space)]
         trial.set_user_attr(OVERRIDES_ATTR, overrides)
-        keys = [f"+trial.storage={_quote(url)}", f"+trial.study={_quote(study.study_name)}",
+        keys = [f"+trial.storage={quote(url)}", f"+trial.study={quote(study.study_name)}",
                 f"+trial.number={trial.number}"]
         return trial, [*overrides, *keys]
 
@@ -445,8 +428,7 @@ class LitOptunaSweeperImpl:
         """How ``trial`` ended, from the launcher's return of its job."""
         if ret.status == JobStatus.COMPLETED:
             return self._judge(trial.number, value=ret.return_value)
-        error = ret._return_value
-        return self._judge(trial.number, failure=f"{type(error).__name__}: {_one_line(error)}")
+        return self._judge(trial.number, failure=describe(job_error(ret)))
 
     def _judge(self, number: int, value: Any = None, failure: str | None = None) -> _Outcome:
         """How trial ``number`` ended, from what its job left in storage and what the job gave back.
@@ -456,7 +438,7 @@ class LitOptunaSweeperImpl:
             value: What the job returned (a job that did not fail).
             failure: Why the job failed, recorded unless the job stored a reason itself; ``None`` if it did not fail.
         """
-        from lit_train.pruning import DIVERGED_ATTR, ERROR_ATTR, PRUNED_ATTR
+        from lit_train.sweep.pruning import DIVERGED_ATTR, ERROR_ATTR, PRUNED_ATTR
 
         attrs = self._frozen(number).user_attrs
         if PRUNED_ATTR in attrs:

@@ -1,7 +1,7 @@
 """LightningModules that wrap the plain networks with a loss and metrics.
 
 They define no ``configure_optimizers``: lit_train attaches one built from the
-``optimizer`` and ``scheduler`` config groups (see :func:`lit_train.optim.attach_optimizers`).
+``optimizer`` and ``scheduler`` config groups (see :func:`lit_train.training.optim.attach_optimizers`).
 """
 
 from lit_train.modules.classifier import Classifier

@@ -7,6 +7,7 @@ import lightning.pytorch as L
 import torch
 from torch import Tensor, nn
 
+from lit_train._compat import should_update_logs
 from lit_train.modules.running_means import RunningMeans
 
 STAGES = ("train", "val", "test")
@@ -81,7 +82,7 @@ class TaskModule(L.LightningModule):
             self._train_epoch = self.current_epoch
         loss = self._update(self._window, batch)
         # Lightning sends step metrics to the loggers only on its logging steps; read the sums only then.
-        if self.trainer._logger_connector.should_update_logs:
+        if should_update_logs(self.trainer):
             window = self._window.compute()
             self._window.merge_into(self._epoch["train"])
             self.log("train/loss_step", window["loss"], on_step=True, on_epoch=False, prog_bar=True, batch_size=1)

@@ -18,8 +18,8 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from lit_train.atomic import atomic_write
-from lit_train.checkpoint_io import read_checkpoint
+from lit_train.training.atomic import atomic_write
+from lit_train.training.checkpoint_io import read_checkpoint
 
 
 def _step(row: dict[str, Any]) -> float | None:

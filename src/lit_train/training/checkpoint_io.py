@@ -1,5 +1,6 @@
 """Checkpoint writes that a crash cannot corrupt, and reads that run no code from the file."""
 
+import os
 import pickle
 import re
 from pathlib import Path
@@ -8,10 +9,9 @@ from typing import Any
 import torch
 from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lit_train.atomic import atomic_write
+from lit_train.training.atomic import atomic_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -23,7 +23,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     (``s3://``, ...) go through Lightning's own writer.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any | None = None) -> None:
         if storage_options is not None or not isinstance(get_filesystem(path), LocalFileSystem):
             return super().save_checkpoint(checkpoint, path, storage_options)
         atomic_write(Path(path), lambda f: torch.save(checkpoint, f))

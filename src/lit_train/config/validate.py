@@ -5,7 +5,6 @@ config path, the bad value and what is allowed, so a bad command fails in well
 under a second instead of minutes into a run.
 """
 
-import difflib
 import importlib.util
 import os
 import re
@@ -16,8 +15,9 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from lit_train.registry import HYDRA_KEYS, MODULES, OPTIMIZER_KEYS, OPTIMIZERS, SCHEDULER_KEYS, SCHEDULERS
-from lit_train.rules import Flag, ListOf, Number, OneOf, Text, Union
+from lit_train.config.specs import HYDRA_KEYS, MODULES, OPTIMIZER_KEYS, OPTIMIZERS, SCHEDULER_KEYS, SCHEDULERS
+from lit_train.config.messages import did_you_mean
+from lit_train.config.rules import Flag, ListOf, Number, OneOf, Text, Union
 
 _BAD = object()  # stands for a value that could not be resolved (already reported)
 
@@ -147,7 +147,7 @@ _CHECKPOINT_RULES = {
 #: which would raise only once torch is imported and the run directory exists.
 CALLBACK_RULES: dict[str, dict[str, Any]] = {
     "lit_callbacks.GradientMonitor": {
-        "log_every_n_steps": _COUNT,
+        "log_every_n_steps": Number(0, integer=True, nullable=True),
         "per": OneOf(("module", "parameter")),
         "on_nonfinite": OneOf(("skip", "stop", "warn")),
         "vanishing": Number(0, nullable=True),
@@ -170,13 +170,14 @@ CALLBACK_RULES: dict[str, dict[str, Any]] = {
     "lit_callbacks.LRFinder": {
         "min_lr": _POSITIVE,
         "max_lr": _POSITIVE,
-        "num_steps": Number(10, integer=True),
+        "num_training_steps": Number(10, integer=True),
+        "early_stop_threshold": Number(1, low_open=True, nullable=True),
         "mode": OneOf(("exponential", "linear")),
         "method": OneOf(("minimum", "steepest", "valley")),
     },
     "lit_callbacks.WeightPenalty": {"l1": _NON_NEGATIVE, "l2": _NON_NEGATIVE},
-    "lit_callbacks.ActivationMonitor": {"log_every_n_steps": _COUNT},
-    "lit_train.checkpoint.ModelCheckpoint": _CHECKPOINT_RULES,
+    "lit_callbacks.ActivationMonitor": {"log_every_n_steps": Number(0, integer=True, nullable=True)},
+    "lit_train.training.checkpoint.ModelCheckpoint": _CHECKPOINT_RULES,
     "lightning.pytorch.callbacks.ModelCheckpoint": _CHECKPOINT_RULES,
     "lightning.pytorch.callbacks.LearningRateMonitor": {"logging_interval": OneOf(("epoch", "step"), nullable=True)},
 }
@@ -189,14 +190,8 @@ LOGGER_PACKAGES = {
     "lightning.pytorch.loggers.WandbLogger": "wandb",
 }
 REQUIRED_GROUPS = ("data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks")
-#: ``trial.*``: added to each job by lit_train's Optuna sweeper (hydra/sweeper=lit_optuna), read by lit_train.pruning.
+#: ``trial.*``: added to each job by lit_train's Optuna sweeper (hydra/sweeper=lit_optuna), read by lit_train.sweep.pruning.
 TRIAL_RULES = {"storage": Text(), "study": Text(), "number": Number(0, integer=True)}
-
-
-def did_you_mean(word: str, options: Any) -> str:
-    """``"; did you mean 'x'?"`` for the closest option, or ``""`` if none is close."""
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _plain(node: Any, path: str, problems: list[str]) -> Any:

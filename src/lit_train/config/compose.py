@@ -14,31 +14,23 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lit_train.validate import did_you_mean, validate
+from lit_train.config.messages import did_you_mean
+from lit_train.config.overrides import expand_callback_additions
+from lit_train.config.validate import validate
 
 CONFIG_MODULE = "lit_train.conf"
 CONFIG_NAME = "config"
 
 
-def expand_callback_additions(overrides: list[str]) -> list[str]:
-    """Turns ``+callbacks=x`` into ``callbacks=[default,x]``: add a callback without restating the default set.
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The job config that ``overrides`` compose to, as a single run of the CLI gets it (``+callbacks=`` included).
 
-    Example::
-
-        >>> expand_callback_additions(["+callbacks=lr_finder", "seed=1"])
-        ['seed=1', 'callbacks=[default,lr_finder]']
+    For notebooks, tests and benchmarks: ``run_dir`` stays Hydra's, so pin it
+    (``run_dir=...``) before building anything that writes.
     """
-    added, chosen, rest = [], None, []
-    for item in overrides:
-        if item.startswith("+callbacks="):
-            added += item.removeprefix("+callbacks=").strip("[]").split(",")
-        elif item.startswith("callbacks="):
-            chosen = item.removeprefix("callbacks=").strip("[]").split(",")
-        else:
-            rest.append(item)
-    if not added:
-        return overrides
-    return [*rest, f"callbacks=[{','.join((chosen or ['default']) + added)}]"]
+    GlobalHydra.instance().clear()
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        return compose(CONFIG_NAME, overrides=expand_callback_additions(overrides))
 
 
 def _job_override_sets(overrides: list[Override], multirun: bool) -> Iterator[list[str]]:
@@ -125,3 +117,15 @@ def check_overrides(overrides: list[str], multirun: bool = False) -> list[str]:
                 new = validate(cfg)
             problems += [p for p in new if p not in problems]
     return problems
+
+
+def compose_with_hydra(overrides: list[str], multirun: bool) -> DictConfig:
+    """The config ``overrides`` compose to, Hydra's node included; a sweep's values are left out.
+
+    A sweep's values change neither where the sweep goes nor how it is
+    launched, and composing needs one value per key.
+    """
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    fixed = [o.input_line for o in parsed if not (multirun and o.is_sweep_override())]
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        return compose(CONFIG_NAME, overrides=fixed, return_hydra_config=True)

@@ -1,4 +1,4 @@
-"""``python -m lit_train.report DIR``: compare the runs of a multirun or sweep in one picture and a leaderboard.
+"""``python -m lit_train.sweep.report DIR``: compare the runs of a multirun or sweep in one picture and a leaderboard.
 
 Every job directory under ``DIR`` (any folder with ``.hydra/overrides.yaml``)
 is one run. The report reads each run's ``.hydra`` files, ``summary.json`` and
@@ -317,10 +317,10 @@ class ReportCallback(Callback):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m lit_train.report DIR``."""
+    """``python -m lit_train.sweep.report DIR``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or args[0].startswith("-"):
-        print("usage: python -m lit_train.report DIR   (a multirun or sweep directory)", file=sys.stderr)
+        print("usage: python -m lit_train.sweep.report DIR   (a multirun or sweep directory)", file=sys.stderr)
         return 2
     try:
         written = write_report(args[0])

@@ -30,7 +30,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from lit_train.atomic import is_temporary
+from lit_train.training.atomic import is_temporary
 
 
 @dataclass

@@ -71,7 +71,7 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
         | {"cycle_momentum", "base_momentum", "max_momentum"}
     ),
     _SCHED + "LinearLR": SchedulerSpec(frozenset({"start_factor", "end_factor", "total_iters"}), length_arg="total_iters"),
-    "lit_train.schedules.warmup_cosine": SchedulerSpec(
+    "lit_train.training.schedules.warmup_cosine": SchedulerSpec(
         frozenset({"total_steps", "warmup_steps", "warmup_ratio", "start_factor", "eta_min_ratio"}),
         length_arg="total_steps",
     ),

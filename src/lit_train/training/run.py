@@ -17,17 +17,17 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lit_callbacks import Warmup
 from omegaconf import DictConfig, OmegaConf
 
-from lit_train.atomic import remove_stale_temporaries
-from lit_train.checkpoint import check_checkpoint_fits
-from lit_train.checkpoint_io import AtomicCheckpointIO
-from lit_train.loggers import ResumableCSVLogger
-from lit_train.optim import Optimization, attach_optimizers
-from lit_train.profiler import NoProfiler
-from lit_train.partial_run import Footprint
-from lit_train.resume import RngState, find_resume_checkpoint
-from lit_train.registry import OPTIMIZER_KEYS, SCHEDULER_KEYS, SCHEDULERS
-from lit_train.summary import format_summary, monitored_value, to_number, write_json_atomic
-from lit_train.tune import find_lr, show_schedule
+from lit_train.training.atomic import remove_stale_temporaries
+from lit_train.training.checkpoint import check_checkpoint_fits
+from lit_train.training.checkpoint_io import AtomicCheckpointIO
+from lit_train.training.loggers import ResumableCSVLogger
+from lit_train.training.optim import Optimization, attach_optimizers
+from lit_train.training.profiler import NoProfiler
+from lit_train.training.run_dir import Footprint
+from lit_train.training.resume import RngState, find_resume_checkpoint
+from lit_train.config.specs import OPTIMIZER_KEYS, SCHEDULER_KEYS, SCHEDULERS
+from lit_train.training.summary import format_summary, monitored_value, to_number, write_json_atomic
+from lit_train.training.tune import find_lr, show_schedule
 
 LAST_CHECKPOINT = "last.ckpt"
 
@@ -165,7 +165,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, resume_from: str | None = None
     logger = build_logger(cfg.logger, resume_from)
     callbacks = [*build_callbacks(cfg.callbacks), RngState(), _SaveOnInterrupt(run_dir / "checkpoints" / LAST_CHECKPOINT)]
     if "trial" in cfg:  # a trial of lit_train's Optuna sweeper: report to the study, stop when pruned
-        from lit_train.pruning import TrialPruning
+        from lit_train.sweep.pruning import TrialPruning
 
         callbacks.append(TrialPruning(**cfg.trial, monitor=cfg.monitor))
     if not logger and any(isinstance(c, LearningRateMonitor) for c in callbacks):
@@ -189,7 +189,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, resume_from: str | None = None
 
 
 def _pruned(trainer: L.Trainer) -> bool:
-    """Whether a sweep's pruner stopped this run (see :mod:`lit_train.pruning`)."""
+    """Whether a sweep's pruner stopped this run (see :mod:`lit_train.sweep.pruning`)."""
     return any(getattr(callback, "pruned", False) for callback in trainer.callbacks)
 
 
@@ -253,7 +253,7 @@ def run(cfg: DictConfig) -> float | None:
     """Does what ``cfg.action`` says (train and/or test, lr_find, show_schedule) and writes ``summary.json``.
 
     A single run that fails before it wrote a checkpoint writes no summary and
-    takes back what it created in its directories (:mod:`lit_train.partial_run`).
+    takes back what it created in its directories (:mod:`lit_train.training.run_dir`).
 
     Returns:
         The best value of ``cfg.monitor`` (the last one if nothing checkpointed

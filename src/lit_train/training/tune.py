@@ -6,9 +6,9 @@ from pathlib import Path
 import lightning.pytorch as L
 from lit_callbacks import LRFinder, Warmup, lr_find, plot_lr, preview_lr
 
-from lit_train.optim import Optimization
+from lit_train.training.optim import Optimization
 
-_FINDER_SETTINGS = ("min_lr", "max_lr", "num_steps", "mode", "method", "plot", "smoothing", "divergence_threshold")
+_FINDER_SETTINGS = ("min_lr", "max_lr", "num_training_steps", "mode", "method", "plot", "smoothing", "early_stop_threshold")
 
 
 def find_lr(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule) -> float | None:

@@ -11,8 +11,8 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
-from lit_train.atomic import is_temporary
-from lit_train.checkpoint_io import CheckpointError, UnsafeCheckpointError, read_checkpoint
+from lit_train.training.atomic import is_temporary
+from lit_train.training.checkpoint_io import CheckpointError, UnsafeCheckpointError, read_checkpoint
 
 
 def _capture() -> dict[str, Any]:

@@ -9,13 +9,16 @@ reaches the storage, so pruning works with any Hydra launcher.
 Optuna is imported when a trial is opened, not when this module is imported.
 """
 
-import importlib
 import math
 from typing import Any
 
 import lightning.pytorch as L
+from hydra.utils import get_object
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
+
+from lit_train.config.messages import describe
+from lit_train.sweep.storage import open_storage
 
 #: Study user attribute where the sweeper leaves its pruner for the jobs: ``{"target": class path, "args": {...}}``.
 PRUNER_ATTR = "lit_train.pruner"
@@ -34,15 +37,14 @@ def open_trial(storage: str, study: str, number: int) -> Any:
     """
     import optuna
 
-    backend = optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 60}})
+    backend = open_storage(storage)
     try:
         study_id = backend.get_study_id_from_name(study)
         trial_id = backend.get_trial_id_from_study_id_trial_number(study_id, number)
     except KeyError as e:
         raise ValueError(f"trial: no trial {number} of study {study!r} in {storage}") from e
     spec = backend.get_study_user_attrs(study_id).get(PRUNER_ATTR, {"target": "optuna.pruners.NopPruner", "args": {}})
-    module, _, name = spec["target"].rpartition(".")
-    pruner = getattr(importlib.import_module(module), name)(**spec["args"])
+    pruner = get_object(spec["target"])(**spec["args"])
     return optuna.trial.Trial(optuna.load_study(study_name=study, storage=backend, pruner=pruner), trial_id)
 
 
@@ -107,10 +109,7 @@ class TrialPruning(Callback):
     @override
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if self._trial is not None:
-            root = exception
-            while root.__cause__ is not None:
-                root = root.__cause__
-            self._trial.set_user_attr(ERROR_ATTR, f"{type(root).__name__}: {' '.join(str(root).split())}")
+            self._trial.set_user_attr(ERROR_ATTR, describe(exception))
 
     def _report(self, trainer: L.Trainer) -> None:
         decision = None

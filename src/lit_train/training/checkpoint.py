@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpo
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.nn.parameter import UninitializedParameter
 
-from lit_train.checkpoint_io import CheckpointError, read_checkpoint
+from lit_train.training.checkpoint_io import CheckpointError, read_checkpoint
 
 #: How many mismatched parameter names an error message lists before it says how many more there are.
 SHOWN_KEYS = 3

@@ -1,19 +1,24 @@
 """``python -m lit_train``: compose the config, validate it, then train.
 
-Only this layer and :mod:`lit_train.run` know Hydra. Torch and Lightning are
-imported after the config has been validated, so a bad command line fails fast.
+Torch and Lightning are imported after the config has been validated, so a bad
+command line fails fast.
 """
 
 import sys
 
 import hydra
-from hydra._internal.utils import get_args_parser
 from omegaconf import DictConfig
 
-from lit_train import launch
-from lit_train.command_line import CONFIG_MODULE, CONFIG_NAME, check_overrides, expand_callback_additions
-from lit_train.partial_run import taken_back
-from lit_train.validate import validate
+from lit_train._compat import get_args_parser
+from lit_train.config.compose import CONFIG_MODULE, CONFIG_NAME, check_overrides
+from lit_train.config.launcher import launcher_problems
+from lit_train.config.messages import describe
+from lit_train.config.overrides import expand_callback_additions
+from lit_train.config.validate import validate
+from lit_train.launch import resolvers  # noqa: F401  (a job unpickled by a launcher resolves ${lit_train.pid:})
+from lit_train.launch.ranks import ranks_of_this_job
+from lit_train.launch.torchrun import torchrun_overrides
+from lit_train.training.run_dir import taken_back
 
 EXIT_BAD_CONFIG = 2
 EXIT_RUN_FAILED = 1
@@ -35,10 +40,10 @@ def _job(cfg: DictConfig) -> float | None:
     if problems:
         _report(problems)
         raise ConfigError("; ".join(problems))
-    from lit_train.run import run
+    from lit_train.training.run import run
 
     try:
-        with launch.ranks_of_this_job():
+        with ranks_of_this_job():
             return run(cfg)
     except Exception as error:
         if cfg.verbose:
@@ -49,18 +54,13 @@ def _job(cfg: DictConfig) -> float | None:
 
 def _report_failure(error: BaseException, kept: bool = True) -> None:
     """One line naming the root cause (Hydra wraps errors raised by constructors), then what is left of the run."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    print(f"error: {type(error).__name__}: {message}", file=sys.stderr)
+    print(f"error: {describe(error)}", file=sys.stderr)
     if kept:
         print("lit_train: the run failed (summary.json says where it stopped); add verbose=true for the traceback.",
               file=sys.stderr)
     else:
         print("lit_train: the run failed before its first checkpoint, so it left nothing behind; "
               "add verbose=true for the traceback.", file=sys.stderr)
-
-
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -70,10 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     # Flags that only print (help, config, info) run no job and need no validation.
     if not (args.help or args.hydra_help or args.info or args.cfg or args.shell_completion):
         problems = (check_overrides(args.overrides, multirun=args.multirun)
-                    or launch.launcher_problems(args.overrides, multirun=args.multirun))
+                    or launcher_problems(args.overrides, multirun=args.multirun))
         if problems:
             _report(problems)
             sys.exit(EXIT_BAD_CONFIG)
-        argv += launch.torchrun_overrides(args.overrides, multirun=args.multirun)
+        argv += torchrun_overrides(args.overrides, multirun=args.multirun)
     sys.argv = [sys.argv[0], *argv]
     _job()

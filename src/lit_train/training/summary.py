@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from lit_train.atomic import atomic_write
+from lit_train.training.atomic import atomic_write
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -1,0 +1,106 @@
+"""The one door to private names of Hydra, Lightning and torch that lit_train relies on.
+
+Each private name is looked up here and nowhere else, so that a release that
+renames one fails loudly, naming the name and the installed version, instead of
+changing behaviour silently. Hydra's names resolve when this module is imported
+(the CLI imports it before torch); Lightning's on first use, as importing
+Lightning costs seconds. ``tests/test_compat.py`` resolves every one of them.
+"""
+
+import functools
+import importlib
+import importlib.metadata
+from types import ModuleType
+from typing import Any
+
+#: The distribution that owns each top-level package named below.
+_DISTRIBUTIONS = {"hydra": "hydra-core", "lightning": "lightning", "torch": "torch"}
+
+
+class CompatError(ImportError):
+    """A private name lit_train relies on is missing from the installed version of its package."""
+
+
+def private(module: str, name: str) -> Any:
+    """``module.name``, a private name of another package.
+
+    Raises:
+        CompatError: If the installed version has no such name.
+    """
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as error:
+        distribution = _DISTRIBUTIONS[module.partition(".")[0]]
+        raise CompatError(
+            f"lit_train relies on {module}.{name}, which {distribution} "
+            f"{importlib.metadata.version(distribution)} does not have; install a version that lit_train's "
+            "pyproject.toml allows"
+        ) from error
+
+
+def require_attribute(owner: Any, name: str, where: str) -> None:
+    """Checks that ``owner`` (a class) still has the private attribute ``name`` that lit_train reads or overrides.
+
+    Raises:
+        CompatError: If it does not.
+    """
+    if not hasattr(owner, name):
+        package = owner.__module__.partition(".")[0]
+        distribution = _DISTRIBUTIONS[package]
+        raise CompatError(
+            f"lit_train relies on {owner.__module__}.{owner.__qualname__}.{name} ({where}), which {distribution} "
+            f"{importlib.metadata.version(distribution)} does not have; install a version that lit_train's "
+            "pyproject.toml allows"
+        )
+
+
+# --- Hydra --------------------------------------------------------------------------------------------------
+
+#: Hydra's command-line parser: lit_train reads the flags and overrides before Hydra composes.
+get_args_parser = private("hydra._internal.utils", "get_args_parser")
+
+
+def is_basic_launcher(launcher: Any) -> bool:
+    """Whether ``launcher`` is Hydra's in-process launcher (the sweeper then runs parallel trials as processes).
+
+    Looked up at each call: Hydra's plugin scan executes its plugin modules
+    again, so a class taken before the scan is not the one Hydra instantiates.
+    """
+    return isinstance(launcher, private("hydra._internal.core_plugins.basic_launcher", "BasicLauncher"))
+
+
+
+def job_error(job_return: Any) -> BaseException:
+    """What a failed Hydra job raised, without re-raising it.
+
+    The public ``JobReturn.return_value`` raises the error again and prints to
+    stderr; a sweeper records the failure and goes on.
+    """
+    return job_return._return_value
+
+
+# --- Lightning ----------------------------------------------------------------------------------------------
+
+#: The function Lightning's DDP launcher builds a rank's command with, in the modules that call it.
+RANK_COMMAND = "_hydra_subprocess_cmd"
+
+
+@functools.cache
+def rank_command_modules() -> tuple[ModuleType, ...]:
+    """Lightning's modules whose ``_hydra_subprocess_cmd`` builds the command of a DDP rank under Hydra.
+
+    Fabric defines the builder; the Trainer's launcher imports it by name, so
+    both modules' references are replaced.
+    """
+    modules = tuple(importlib.import_module(name) for name in (
+        "lightning.fabric.strategies.launchers.subprocess_script",
+        "lightning.pytorch.strategies.launchers.subprocess_script",
+    ))
+    for module in modules:
+        private(module.__name__, RANK_COMMAND)
+    return modules
+
+
+def should_update_logs(trainer: Any) -> bool:
+    """Whether Lightning sends step metrics to the loggers at this step (its logging steps, and the last step)."""
+    return trainer._logger_connector.should_update_logs

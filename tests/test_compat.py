@@ -1,0 +1,80 @@
+"""Every private name lit_train relies on resolves on the installed versions, and is named only in _compat."""
+
+import re
+
+import lightning.pytorch as L
+import pytest
+from support import ROOT
+
+from lit_train import _compat
+
+
+def test_hydra_private_names_resolve():
+    assert callable(_compat.get_args_parser)
+    from hydra._internal.core_plugins.basic_launcher import BasicLauncher  # noqa: the name under test
+
+    assert _compat.is_basic_launcher(BasicLauncher())
+    assert not _compat.is_basic_launcher(object())
+
+
+def test_a_failed_hydra_job_gives_its_error():
+    from hydra.core.utils import JobReturn, JobStatus
+
+    error = SystemExit(1)
+    assert _compat.job_error(JobReturn(status=JobStatus.FAILED, _return_value=error)) is error
+
+
+def test_lightning_rank_command_builders_resolve():
+    modules = _compat.rank_command_modules()
+    assert [m.__name__ for m in modules] == [
+        "lightning.fabric.strategies.launchers.subprocess_script",
+        "lightning.pytorch.strategies.launchers.subprocess_script",
+    ]
+    assert all(callable(getattr(module, _compat.RANK_COMMAND)) for module in modules)
+
+
+def test_should_update_logs_reads_the_trainer():
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, log_every_n_steps=1)
+    assert isinstance(_compat.should_update_logs(trainer), bool)
+
+
+def test_a_missing_private_name_fails_loudly_with_the_installed_version():
+    import hydra
+
+    with pytest.raises(_compat.CompatError, match=(
+        rf"^lit_train relies on hydra._internal.utils.no_such_name, which hydra-core {re.escape(hydra.__version__)} "
+        r"does not have; install a version that lit_train's pyproject.toml allows$"
+    )):
+        _compat.private("hydra._internal.utils", "no_such_name")
+
+
+def test_a_missing_private_attribute_fails_loudly():
+    import lightning
+
+    with pytest.raises(_compat.CompatError, match=(
+        rf"lit_train relies on lightning.pytorch.trainer.trainer.Trainer._no_such_attribute \(a test\), which "
+        rf"lightning {re.escape(lightning.__version__)} does not have"
+    )):
+        _compat.require_attribute(L.Trainer, "_no_such_attribute", "a test")
+
+
+#: Private names of other packages: ``pkg._module`` imports, ``obj._attr`` reads on objects that are not ours.
+_PRIVATE_USE = re.compile(
+    r"(from|import)\s+(hydra|lightning|torch)\b[\w.]*\._\w+"
+    r"|from\s+(hydra|lightning|torch)\b[\w.]*\s+import\s.*\b_[a-zA-Z]\w*"
+    r"|\b(hydra|lightning|torch|nn)\.[\w.]*\b_[a-zA-Z]\w*"
+    r"|\b(trainer|pl_module|strategy|ret|module)\._[a-zA-Z]\w*"
+    r"|_hydra_subprocess_cmd"
+)
+
+
+def test_private_names_of_other_packages_appear_only_in_compat():
+    offenders = []
+    for path in sorted((ROOT / "src").rglob("*.py")):
+        if path.name == "_compat.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#")[0]
+            if _PRIVATE_USE.search(code) and "``" not in code:
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []
