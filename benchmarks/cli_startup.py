@@ -127,10 +127,11 @@ def first_step(exit_at_first_batch: bool = True):
 def _probe() -> None:
     """``python -m lit_train`` with time markers between its phases; run as a fresh process by the parent."""
     _mark("Python start-up")
+    from lit_train.config import checks
     from lit_train.launch import cli
 
     _mark("imports: hydra, omegaconf, lit_train CLI")
-    validate = cli.validate
+    validate = checks.validate
 
     def marked_validate(cfg):
         problems = validate(cfg)
@@ -145,7 +146,7 @@ def _probe() -> None:
             _instrument(run_module, cfg)
         return problems
 
-    cli.validate = marked_validate
+    checks.validate = marked_validate
     sys.argv = ["lit_train", *sys.argv[1:]]
     cli.main()
 

@@ -90,6 +90,41 @@ def test_help_and_bad_config_never_import_torch_or_lightning(args, tmp_path):
     assert "LOADED [] " in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
 
 
+def test_a_single_run_composes_and_validates_its_config_once(tmp_path):
+    """Hydra composes; lit_train checks what Hydra composed, without a look-ahead composition of its own.
+
+    Hydra itself composes twice: once to read ``hydra.mode`` (``get_mode``), once for the run.
+    """
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from hydra._internal.hydra import Hydra\n"
+        "from lit_train.config import checks\n"
+        "from lit_train.launch.cli import main\n"
+        "counts = {'compose': 0, 'mode': 0, 'validate': 0}\n"
+        "compose, mode, validate = Hydra.compose_config, Hydra.get_mode, checks.validate\n"
+        "def counted_mode(*args, **kwargs):\n"
+        "    counts['mode'] += 1\n"
+        "    return mode(*args, **kwargs)\n"
+        "def counted_compose(*args, **kwargs):\n"
+        "    counts['compose'] += 1\n"
+        "    return compose(*args, **kwargs)\n"
+        "def counted_validate(cfg):\n"
+        "    counts['validate'] += 1\n"
+        "    return validate(cfg)\n"
+        "Hydra.compose_config, Hydra.get_mode, checks.validate = counted_compose, counted_mode, counted_validate\n"
+        "try:\n"
+        f"    main(['debug=fast_dev_run', 'hydra.run.dir={tmp_path / 'run'}'])\n"
+        "finally:\n"
+        "    print('COUNTS', counts)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
+    assert "COUNTS {'compose': 2, 'mode': 1, 'validate': 1}" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
+    assert read_summary(tmp_path / "run")["status"] == "completed"
+
+
 @pytest.mark.slow
 def test_multirun_runs_each_job_in_its_own_directory(tmp_path):
     sweep_dir = tmp_path / "sweep"

@@ -199,10 +199,15 @@ def test_slurm_preset_runs_a_task_per_device_and_requeues():
     assert launcher["submitit_folder"] == "outputs/my_sweep/.submitit/%j"
 
 
+def _sweep_config(overrides: list[str]):
+    with initialize_config_module("lit_train.conf", version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=True)
+
+
 def test_slurm_preset_passes_lit_train_checks():
     sweep = [*MULTI_NODE, "optimizer=adam,adamw"]
     assert check_overrides(sweep, multirun=True) == []
-    assert launcher_problems(sweep, multirun=True) == []
+    assert launcher_problems(_sweep_config(MULTI_NODE)) == []
 
 
 def test_slurm_preset_renders_the_sbatch_flags(tmp_path, monkeypatch):
@@ -248,6 +253,6 @@ def test_slurm_preset_needs_a_number_of_devices(tmp_path):
 
 
 def test_slurm_preset_without_resume_says_a_requeued_job_would_start_over(capsys):
-    problems = launcher_problems([*MULTI_NODE[:5], "optimizer=adam,adamw"], multirun=True)
+    problems = launcher_problems(_sweep_config([*MULTI_NODE[:5], "optimizer=adam"]))
     assert problems == []
     assert "resume=auto" in capsys.readouterr().err

@@ -96,28 +96,40 @@ def torchrun_store(monkeypatch):
     torchrun._stores.clear()
 
 
-def test_outside_torchrun_nothing_is_added(monkeypatch):
+def _composed(overrides: list[str]):
+    with initialize_config_module("lit_train.conf", version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=True)
+
+
+def test_outside_torchrun_nothing_changes(monkeypatch):
     monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
-    assert torchrun.torchrun_overrides([], multirun=False) == []
+    cfg = _composed(["hydra.run.dir=outputs/mine"])
+    torchrun.share_dir(cfg, "hydra.run.dir")
+    assert (cfg.hydra.run.dir, cfg.hydra.output_subdir, cfg.hydra.job.name) == ("outputs/mine", ".hydra", "lit_train")
 
 
 def test_a_torchrun_worker_takes_the_directory_proposed_first(torchrun_store):
     torchrun_store.set("lit_train/hydra.run.dir", "outputs/runs/chosen")
-    assert torchrun.torchrun_overrides(["optimizer=adam"], multirun=False) == [
-        "hydra.run.dir='outputs/runs/chosen'", "hydra.output_subdir=null", "hydra.job.name=lit_train_rank1"]
+    cfg = _composed(["optimizer=adam"])
+    torchrun.share_dir(cfg, "hydra.run.dir")
+    assert (cfg.hydra.run.dir, cfg.hydra.output_subdir, cfg.hydra.job.name) == (
+        "outputs/runs/chosen", None, "lit_train_rank1")
 
 
 def test_the_first_torchrun_worker_proposes_its_own_directory(torchrun_store, monkeypatch):
     monkeypatch.setenv("RANK", "0")
-    (run_dir,) = torchrun.torchrun_overrides(["hydra.run.dir=outputs/${now:%f}/${lit_train.pid:}"], multirun=False)
-    assert re.fullmatch(rf"hydra.run.dir='outputs/\d{{6}}/{os.getpid()}'", run_dir)
-    assert f"hydra.run.dir='{torchrun_store.get('lit_train/hydra.run.dir').decode()}'" == run_dir
+    cfg = _composed(["hydra.run.dir=outputs/${now:%f}/${lit_train.pid:}"])
+    torchrun.share_dir(cfg, "hydra.run.dir")
+    assert re.fullmatch(rf"outputs/\d{{6}}/{os.getpid()}", cfg.hydra.run.dir)
+    assert torchrun_store.get("lit_train/hydra.run.dir").decode() == cfg.hydra.run.dir
+    assert (cfg.hydra.output_subdir, cfg.hydra.job.name) == (".hydra", "lit_train")
 
 
 def test_torchrun_workers_of_a_sweep_agree_on_the_sweep_dir(torchrun_store):
     torchrun_store.set("lit_train/hydra.sweep.dir", "outputs/multiruns/chosen")
-    extra = torchrun.torchrun_overrides(["optimizer=adam,sgd"], multirun=True)
-    assert extra[0] == "hydra.sweep.dir='outputs/multiruns/chosen'"
+    cfg = _composed([])
+    torchrun.share_dir(cfg, "hydra.sweep.dir")
+    assert cfg.hydra.sweep.dir == "outputs/multiruns/chosen"
 
 
 def test_quote_keeps_a_path_one_override_value(tmp_path):

@@ -3,7 +3,7 @@
 Each private name is looked up here and nowhere else, so that a release that
 renames one fails loudly, naming the name and the installed version, instead of
 changing behaviour silently. Hydra's names resolve when this module is imported
-(the CLI imports it before torch); Lightning's on first use, as importing
+(the CLI's checks run before torch); Lightning's on first use, as importing
 Lightning costs seconds. ``tests/test_compat.py`` resolves every one of them.
 """
 
@@ -56,8 +56,6 @@ def require_attribute(owner: Any, name: str, where: str) -> None:
 
 # --- Hydra --------------------------------------------------------------------------------------------------
 
-#: Hydra's command-line parser: lit_train reads the flags and overrides before Hydra composes.
-get_args_parser = private("hydra._internal.utils", "get_args_parser")
 
 
 def is_basic_launcher(launcher: Any) -> bool:

@@ -5,6 +5,7 @@ here every problem becomes one line with a "did you mean", and nothing is
 written.
 """
 
+import copy
 from collections.abc import Iterator
 
 from hydra import compose, initialize_config_module
@@ -90,42 +91,50 @@ def _one_line(error: Exception) -> str:
     return " ".join(line for line in lines if line and not line.startswith(("full_key:", "object_type=")))
 
 
-def _planned_config(overrides: list[str], multirun: bool) -> DictConfig:
-    cfg = compose(CONFIG_NAME, overrides=overrides, return_hydra_config=True)
+def planned_job_config(cfg: DictConfig, multirun: bool) -> DictConfig:
+    """The job config a composed ``cfg`` (Hydra's node included) gives, with ``run_dir`` where the run will write.
+
+    Hydra fills ``hydra.runtime.output_dir`` only as the job starts, so a
+    ``run_dir`` that follows it is set to the run (or sweep) directory here.
+    """
     run_dir = cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir
-    with open_dict(cfg):
-        if OmegaConf.is_interpolation(cfg, "run_dir") and "hydra:" in str(OmegaConf.to_container(cfg)["run_dir"]):
-            cfg.run_dir = run_dir
-        del cfg["hydra"]
-    return cfg
+    job = copy.deepcopy(cfg)  # Hydra goes on with cfg itself
+    with open_dict(job):
+        if OmegaConf.is_interpolation(job, "run_dir") and "hydra:" in str(OmegaConf.to_container(job)["run_dir"]):
+            job.run_dir = run_dir
+        del job["hydra"]
+    return job
 
 
-def check_overrides(overrides: list[str], multirun: bool = False) -> list[str]:
-    """Every problem with the config that ``overrides`` compose to (empty when it is fine)."""
+def command_problems(overrides: list[str], multirun: bool) -> list[str]:
+    """Every problem with the config that ``overrides`` compose to, composing with the Hydra now initialized.
+
+    Under ``multirun`` each swept value is composed once (see
+    :func:`_job_override_sets`); ranges that only a sweeper samples are checked
+    inside each job.
+    """
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
         return [f"bad override: {str(e).splitlines()[0]}"]
     problems: list[str] = []
-    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        for job in _job_override_sets(parsed, multirun):
-            try:
-                cfg = _planned_config(job, multirun)
-            except HydraException as e:
-                new = _diagnose(job, e)
-            else:
-                new = validate(cfg)
-            problems += [p for p in new if p not in problems]
+    for job in _job_override_sets(parsed, multirun):
+        try:
+            cfg = planned_job_config(compose(CONFIG_NAME, overrides=job, return_hydra_config=True), multirun)
+        except HydraException as e:
+            new = _diagnose(job, e)
+        else:
+            new = validate(cfg)
+        problems += [p for p in new if p not in problems]
     return problems
 
 
-def compose_with_hydra(overrides: list[str], multirun: bool) -> DictConfig:
-    """The config ``overrides`` compose to, Hydra's node included; a sweep's values are left out.
+def check_overrides(overrides: list[str], multirun: bool = False) -> list[str]:
+    """Every problem with the config that ``overrides`` compose to (empty when it is fine).
 
-    A sweep's values change neither where the sweep goes nor how it is
-    launched, and composing needs one value per key.
+    Initializes Hydra for lit_train's config itself: for notebooks and tests,
+    and for the CLI once Hydra's own composition of a command line has failed.
     """
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    fixed = [o.input_line for o in parsed if not (multirun and o.is_sweep_override())]
+    GlobalHydra.instance().clear()
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        return compose(CONFIG_NAME, overrides=fixed, return_hydra_config=True)
+        return command_problems(overrides, multirun)

@@ -1,44 +1,46 @@
-"""``python -m lit_train``: compose the config, validate it, then train.
+"""``python -m lit_train``: Hydra composes the config, lit_train checks it, then trains.
 
-Torch and Lightning are imported after the config has been validated, so a bad
-command line fails fast.
+The checks run inside Hydra, on the config it composed (the ``check`` callback
+of the root config, :mod:`lit_train.config.checks`): one composition and one
+validation for a single run. Torch and Lightning are imported only once the
+config has passed, so a bad command line fails fast.
 """
 
+import os
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from lit_train._compat import get_args_parser
+from lit_train.config.checks import refuse, report
 from lit_train.config.compose import CONFIG_MODULE, CONFIG_NAME, check_overrides
-from lit_train.config.launcher import launcher_problems
 from lit_train.config.messages import describe
 from lit_train.config.overrides import expand_callback_additions
 from lit_train.config.validate import validate
 from lit_train.launch import resolvers  # noqa: F401  (a job unpickled by a launcher resolves ${lit_train.pid:})
 from lit_train.launch.ranks import ranks_of_this_job
-from lit_train.launch.torchrun import torchrun_overrides
 from lit_train.training.run_dir import taken_back
 
-EXIT_BAD_CONFIG = 2
 EXIT_RUN_FAILED = 1
+#: Hydra's errors for a command line that does not compose: explained here, one line per bad override.
+_COMPOSITION_ERRORS = (ConfigCompositionException, MissingConfigException, OverrideParseException)
+#: Hydra's flags that take a value, which is not an override.
+_FLAGS_WITH_VALUE = ("-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
+                     "-cd", "--config-dir", "--experimental-rerun", "-sc", "--shell-completion")
 
 
 class ConfigError(Exception):
-    """A config problem found inside a job (e.g. one a sweeper generated)."""
-
-
-def _report(problems: list[str]) -> None:
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    print(f"lit_train: {len(problems)} config problem(s); nothing was run.", file=sys.stderr)
+    """A config problem found inside a job of a sweep (a value a sweeper generated)."""
 
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME)
 def _job(cfg: DictConfig) -> float | None:
-    problems = validate(cfg)
-    if problems:
-        _report(problems)
+    # A single run was checked as Hydra composed it; a sweeper may generate values no check saw.
+    if HydraConfig.get().mode == RunMode.MULTIRUN and (problems := validate(cfg)):
+        report(problems)
         raise ConfigError("; ".join(problems))
     from lit_train.training.run import run
 
@@ -63,17 +65,31 @@ def _report_failure(error: BaseException, kept: bool = True) -> None:
               "add verbose=true for the traceback.", file=sys.stderr)
 
 
+def _overrides(argv: list[str]) -> list[str]:
+    """The overrides among Hydra's command-line arguments (flags and their values left out)."""
+    overrides, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg.startswith("-"):
+            skip = arg in _FLAGS_WITH_VALUE
+        else:
+            overrides.append(arg)
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> None:
     """Runs lit_train with ``argv`` (default: ``sys.argv[1:]``)."""
-    argv = expand_callback_additions(list(sys.argv[1:] if argv is None else argv))
-    args = get_args_parser().parse_args(argv)
-    # Flags that only print (help, config, info) run no job and need no validation.
-    if not (args.help or args.hydra_help or args.info or args.cfg or args.shell_completion):
-        problems = (check_overrides(args.overrides, multirun=args.multirun)
-                    or launcher_problems(args.overrides, multirun=args.multirun))
-        if problems:
-            _report(problems)
-            sys.exit(EXIT_BAD_CONFIG)
-        argv += torchrun_overrides(args.overrides, multirun=args.multirun)
-    sys.argv = [sys.argv[0], *argv]
-    _job()
+    given = list(sys.argv[1:] if argv is None else argv)
+    expanded = expand_callback_additions(given)
+    if expanded != list(sys.argv[1:]):
+        # hydra.main reads its command line from sys.argv and from nowhere else.
+        sys.argv = [sys.argv[0], *expanded]
+    # Hydra's errors come here instead of to its own report (a traceback): a command line that
+    # does not compose is then explained one line per bad override. Ranks and trials inherit it.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        _job()
+    except _COMPOSITION_ERRORS as error:
+        multirun = any(arg in ("-m", "--multirun") for arg in expanded)
+        refuse(check_overrides(_overrides(expanded), multirun) or [describe(error)])

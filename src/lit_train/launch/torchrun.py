@@ -1,20 +1,18 @@
-"""torchrun workers of one launch agree on one run directory before Hydra starts.
+"""torchrun workers of one launch agree on one run directory before Hydra creates it.
 
 torchrun starts every worker itself, and each would resolve the default
 directory (a timestamp and its process id) to its own time and pid.
 
-Nothing here imports torch at module level: the CLI imports this module before
-the config is validated.
+Nothing here imports torch at module level: Hydra builds the callback before the
+config is validated.
 """
 
 import os
 from datetime import timedelta
 from typing import Any
 
-from omegaconf import OmegaConf
-
-from lit_train.config.compose import compose_with_hydra
-from lit_train.config.overrides import quote
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 #: Environment variables torchrun sets in every worker it starts.
 _TORCHRUN_VARIABLES = ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT", "RANK")
@@ -29,24 +27,34 @@ def under_torchrun() -> bool:
     return all(name in os.environ for name in _TORCHRUN_VARIABLES)
 
 
-def torchrun_overrides(overrides: list[str], multirun: bool) -> list[str]:
-    """Overrides that make the torchrun workers of one launch share one directory; empty outside torchrun.
+class ShareRunDir(Callback):
+    """Under torchrun, gives every worker of one launch the run (or sweep) directory that the first one proposed.
 
-    Every worker proposes the directory it would use, and all take the first
-    proposal that reached torchrun's store (see :func:`_agree`). Only rank 0
-    records the config (``.hydra/``); the other ranks log to files of their own.
+    A Hydra callback (named in the root config): Hydra calls it with the
+    composed config before it creates the directory. Every worker proposes
+    the directory it resolved (its own time and pid, or whatever the user's
+    ``hydra.run.dir`` resolves to), and all take the first proposal that
+    reached torchrun's store (see :func:`_agree`). Only rank 0 records the
+    config (``.hydra/``); the other ranks log to files of their own.
     """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        share_dir(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        share_dir(config, "hydra.sweep.dir")
+
+
+def share_dir(config: DictConfig, key: str) -> None:
+    """Sets ``key`` of the composed ``config`` to the directory the torchrun launch agreed on; nothing outside torchrun."""
     if not under_torchrun():
-        return []
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        return
+    agreed = _agree(f"lit_train/{key}", str(OmegaConf.select(config, key)))
+    OmegaConf.update(config, key, agreed)
     rank = int(os.environ["RANK"])
-    # Resolved here, in this worker: its own time and pid, or whatever the user's hydra.run.dir resolves to.
-    cfg = compose_with_hydra(overrides, multirun)
-    agreed = _agree(f"lit_train/{key}", str(OmegaConf.select(cfg, key)))
-    extra = [f"{key}={quote(agreed)}"]
     if rank != 0:
-        extra += ["hydra.output_subdir=null", f"hydra.job.name={cfg.hydra.job.name}_rank{rank}"]
-    return extra
+        config.hydra.output_subdir = None
+        config.hydra.job.name = f"{config.hydra.job.name}_rank{rank}"
 
 
 def _agree(key: str, proposal: str) -> str:

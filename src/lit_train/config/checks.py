@@ -1,0 +1,48 @@
+"""The checks before any compute, run where Hydra composes the config: once, before anything is written.
+
+:class:`CheckConfig` is a Hydra callback (named in the root config). Hydra
+calls it with the config it has just composed, before a single run creates its
+directory and before a sweep builds its sweeper and launcher; a problem ends
+the command there with exit code 2, one line each, and nothing on disk. Torch
+is never imported on the way.
+"""
+
+import sys
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from lit_train.config.compose import command_problems, planned_job_config
+from lit_train.config.launcher import launcher_problems
+from lit_train.config.validate import validate
+
+#: Exit code of a command refused for its config.
+EXIT_BAD_CONFIG = 2
+
+
+def report(problems: list[str]) -> None:
+    """Prints ``problems`` one line each, then what was not done."""
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    print(f"lit_train: {len(problems)} config problem(s); nothing was run.", file=sys.stderr)
+
+
+def refuse(problems: list[str]) -> None:
+    """Reports ``problems`` and ends the command with :data:`EXIT_BAD_CONFIG`."""
+    report(problems)
+    sys.exit(EXIT_BAD_CONFIG)
+
+
+class CheckConfig(Callback):
+    """Validates a single run's config, or every job and the launcher of a sweep, as Hydra composed them."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if problems := validate(planned_job_config(config, multirun=False)):
+            refuse(problems)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Each swept value composes a job of its own; the sweep's config holds only the first.
+        overrides = [*config.hydra.overrides.hydra, *config.hydra.overrides.task]
+        if problems := command_problems(overrides, multirun=True) or launcher_problems(config):
+            refuse(problems)
