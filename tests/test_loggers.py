@@ -1,12 +1,16 @@
-"""The CSV logger: a run SIGKILLed and resumed with resume=auto ends with the uninterrupted run's metrics.csv; a fresh
-run writes as Lightning's CSVLogger does; resuming drops exactly the rows logged at or after the checkpoint's step."""
+"""The loggers of conf/logger.
+
+CSV: a run SIGKILLed and resumed with resume=auto ends with the uninterrupted run's metrics.csv; a fresh run writes as
+Lightning's CSVLogger does; resuming drops exactly the rows logged at or after the checkpoint's step."""
 
 import csv
+import re
 import warnings
 
 import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from support import FAST, ROOT, compose_config, read_summary, run_cli
 
 from lit_train.training.loggers import ResumableCSVLogger, keep_rows_before
@@ -67,9 +71,50 @@ def test_a_fresh_logger_writes_what_lightnings_csv_logger_writes(tmp_path):
     ours = ResumableCSVLogger(tmp_path / "ours", name="", version="")
     theirs = CSVLogger(tmp_path / "theirs", name="", version="")
     for logger in (ours, theirs):
+        logger.log_hyperparams({"lr": 0.1, "model": {"width": 8}})
         _log(logger, range(6), extra_from=5)
+        logger.log_hyperparams({"seed": 0})
         logger.finalize("success")
-    assert (tmp_path / "ours" / "metrics.csv").read_bytes() == (tmp_path / "theirs" / "metrics.csv").read_bytes()
+    for name in ("metrics.csv", "hparams.yaml"):
+        assert (tmp_path / "ours" / name).read_bytes() == (tmp_path / "theirs" / name).read_bytes()
+
+
+def test_versions_and_prefix_follow_lightnings_csv_logger(tmp_path):
+    for cls, save_dir in ((ResumableCSVLogger, tmp_path / "ours"), (CSVLogger, tmp_path / "theirs")):
+        (save_dir / "exp" / "version_3").mkdir(parents=True)
+        (save_dir / "exp" / "version_7").touch()  # a file, not a version
+        logger = cls(save_dir, name="exp", prefix="p")
+        assert (logger.version, logger.root_dir, logger.log_dir) == (
+            4, str(save_dir / "exp"), str(save_dir / "exp" / "version_4"))
+        logger.log_metrics({"a": torch.tensor(1.5)})
+        logger.save()
+        assert (save_dir / "exp" / "version_4" / "metrics.csv").read_bytes() == b"p-a,step\r\n1.5,0\r\n"
+
+
+def test_only_rank_zero_writes(tmp_path, monkeypatch):
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    logger = ResumableCSVLogger(tmp_path, name="", version="")
+    logger.log_hyperparams({"lr": 0.1})
+    _log(logger, range(2))
+    logger.finalize("success")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resuming_after_something_was_logged_is_refused(tmp_path):
+    logger = ResumableCSVLogger(tmp_path, name="", version="")
+    logger.log_metrics({"a": 1.0}, step=0)
+    with pytest.raises(RuntimeError, match=(
+        r"^ResumableCSVLogger.continue_from must come before anything is logged: .*metrics.csv is already being "
+        r"written$"
+    )):
+        logger.continue_from(_checkpoint(tmp_path / "last.ckpt", 4))
+
+
+def test_the_csv_logger_reads_no_private_attribute_of_lightnings(tmp_path):
+    # Lightning keeps its logger's state in private attributes it may rename in any release.
+    private = {name for name in vars(CSVLogger(tmp_path)) if name.startswith("_")}
+    used = set(re.findall(r"self\.(_\w+)", (ROOT / "src" / "lit_train" / "training" / "loggers.py").read_text()))
+    assert private and used and not used & private
 
 
 def test_a_fresh_run_replaces_an_old_metrics_file_and_nothing_else(tmp_path):
@@ -123,3 +168,4 @@ def test_keep_rows_before_drops_a_cut_short_row_and_sorts_the_header(tmp_path):
     path.write_bytes(b"step,b,a\r\n0,x,1\r\n,y,2\r\n1,z\r\n")
     assert keep_rows_before(path, 5) == ["a", "b", "step"]
     assert path.read_bytes() == b"a,b,step\r\n1,x,0\r\n2,y,\r\n"
+
