@@ -1,7 +1,8 @@
 """The loggers of conf/logger.
 
 CSV: a run SIGKILLed and resumed with resume=auto ends with the uninterrupted run's metrics.csv; a fresh run writes as
-Lightning's CSVLogger does; resuming drops exactly the rows logged at or after the checkpoint's step."""
+Lightning's CSVLogger does; resuming drops exactly the rows logged at or after the checkpoint's step. TensorBoard: one
+event file per run, with curves of the LR and the step loss."""
 
 import csv
 import re
@@ -9,11 +10,12 @@ import warnings
 
 import pytest
 import torch
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from support import FAST, ROOT, compose_config, read_summary, run_cli
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lit_train.training.loggers import ResumableCSVLogger, keep_rows_before
+from lit_train.training.loggers import ResumableCSVLogger, SingleFileTensorBoardLogger, keep_rows_before
 from lit_train.training.run import run
 
 
@@ -110,9 +112,9 @@ def test_resuming_after_something_was_logged_is_refused(tmp_path):
         logger.continue_from(_checkpoint(tmp_path / "last.ckpt", 4))
 
 
-def test_the_csv_logger_reads_no_private_attribute_of_lightnings(tmp_path):
-    # Lightning keeps its logger's state in private attributes it may rename in any release.
-    private = {name for name in vars(CSVLogger(tmp_path)) if name.startswith("_")}
+def test_the_loggers_read_no_private_attribute_of_lightnings_loggers(tmp_path):
+    # Lightning keeps its loggers' state in private attributes it may rename in any release.
+    private = {name for cls in (CSVLogger, TensorBoardLogger) for name in vars(cls(tmp_path)) if name.startswith("_")}
     used = set(re.findall(r"self\.(_\w+)", (ROOT / "src" / "lit_train" / "training" / "loggers.py").read_text()))
     assert private and used and not used & private
 
@@ -168,4 +170,36 @@ def test_keep_rows_before_drops_a_cut_short_row_and_sorts_the_header(tmp_path):
     path.write_bytes(b"step,b,a\r\n0,x,1\r\n,y,2\r\n1,z\r\n")
     assert keep_rows_before(path, 5) == ["a", "b", "step"]
     assert path.read_bytes() == b"a,b,step\r\n1,x,0\r\n2,y,\r\n"
+
+
+def _scalars(run_dir):
+    accumulator = EventAccumulator(str(run_dir))
+    accumulator.Reload()
+    return {tag: [event.step for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+def test_tensorboard_stages_share_one_event_file(tmp_path):
+    logger = SingleFileTensorBoardLogger(tmp_path, name="", version="", default_hp_metric=False)
+    logger.log_metrics({"train/loss": 1.0}, step=0)
+    logger.finalize("success")  # the end of fit
+    logger.log_metrics({"test/loss": 0.5}, step=1)
+    logger.finalize("success")  # the end of test
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
+    assert _scalars(tmp_path) == {"train/loss": [0], "test/loss": [1]}
+    assert (tmp_path / "hparams.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_a_tensorboard_run_writes_one_event_file_with_curves(tmp_path):
+    # Two epochs of the default digits data (20 steps each) at logger=tensorboard's interval of 10 steps.
+    run_dir = tmp_path / "run"
+    result = run_cli("logger=tensorboard", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.max_epochs=2",
+                     "callbacks.progress_bar=null", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list(run_dir.glob("events.out.tfevents.*"))) == 1
+    scalars = _scalars(run_dir)
+    assert scalars["train/loss_step"] == scalars["lr-AdamW/pg1"] == [9, 19, 29, 39]
+    assert scalars["val/loss"] == [19, 39]
+    assert scalars["test/loss"] == scalars["test/acc"] == [40]
+    assert (run_dir / "hparams.yaml").is_file()
 

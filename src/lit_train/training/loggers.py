@@ -1,4 +1,4 @@
-"""A CSV logger whose ``metrics.csv`` survives a resume.
+"""Loggers that write into lit_train's run directory.
 
 :class:`ResumableCSVLogger` writes ``metrics.csv`` as Lightning's ``CSVLogger``
 does, except that a run resumed in its own directory (``resume=auto``,
@@ -7,18 +7,24 @@ those logged after it, which the resumed run logs again: a killed and resumed
 run ends with the rows of the uninterrupted run. Lightning's ``CSVLogger``
 deletes an existing ``metrics.csv`` when it starts, so it would keep only the
 metrics logged after the resume.
+
+:class:`SingleFileTensorBoardLogger` writes all stages of a run (fit, test)
+into one TensorBoard event file, where Lightning's ``TensorBoardLogger`` starts
+a new file for each stage.
 """
 
 import csv
 import io
 import os
+import weakref
 from argparse import Namespace
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.core.saving import save_hparams_to_yaml
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 from typing_extensions import override
@@ -255,3 +261,49 @@ class ResumableCSVLogger(Logger):
             self._columns = []
         path.parent.mkdir(parents=True, exist_ok=True)
 
+
+class SingleFileTensorBoardLogger(TensorBoardLogger):
+    """Lightning's ``TensorBoardLogger`` that writes every stage of a run (fit, then test) into one event file.
+
+    Lightning's closes its ``SummaryWriter`` at the end of each stage, and the
+    next stage's first write opens a new event file beside it. This one flushes
+    at the end of a successful stage and keeps the writer open for the next;
+    the writer closes when the logger is garbage collected or the interpreter
+    exits, or at once when a stage fails. A run resumed in another process
+    adds an event file of its own. The arguments are those of Lightning's
+    ``TensorBoardLogger``.
+
+    Example::
+
+        logger = SingleFileTensorBoardLogger("runs/a", name="", version="", default_hp_metric=False)
+        trainer = L.Trainer(logger=logger)
+        trainer.fit(module)
+        trainer.test(module)  # into the fit's event file
+    """
+
+    _writer_closer: weakref.finalize | None = None
+
+    @property
+    @override
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        """Lightning's ``SummaryWriter``, created on first use on rank 0."""
+        writer = super().experiment
+        if self._writer_closer is None:
+            # Bound to the logger's life, not to a stage's.
+            self._writer_closer = weakref.finalize(self, writer.close)
+        return writer
+
+    @override
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        if status != "success":
+            super().finalize(status)  # the run stops here (an error, a requeue): close the file
+            return
+        self.save()  # flushes the events and writes hparams.yaml; the writer stays open for the next stage
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Lightning's leaves the writer behind when the logger is pickled (spawned processes); so does its closer.
+        state = super().__getstate__()
+        state.pop("_writer_closer", None)
+        return state
