@@ -2,10 +2,15 @@
 
 CSV: a run SIGKILLed and resumed with resume=auto ends with the uninterrupted run's metrics.csv; a fresh run writes as
 Lightning's CSVLogger does; resuming drops exactly the rows logged at or after the checkpoint's step. TensorBoard: one
-event file per run, with curves of the LR and the step loss."""
+event file per run, with curves of the LR and the step loss. MLflow: a sweep's runs in one SQLite store that plain
+MLflow reads."""
 
 import csv
+import json
+import os
 import re
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -203,3 +208,36 @@ def test_a_tensorboard_run_writes_one_event_file_with_curves(tmp_path):
     assert scalars["test/loss"] == scalars["test/acc"] == [40]
     assert (run_dir / "hparams.yaml").is_file()
 
+
+#: Reads lit_train's MLflow store as a user would: plain MLflow, the tracking URI, no environment variables.
+_READ_MLFLOW = """
+import json, sys
+import mlflow
+
+mlflow.set_tracking_uri(sys.argv[1])
+runs = mlflow.search_runs(experiment_names=["lit_train"], output_format="list")
+print(json.dumps([{"status": r.info.status, "run_dir": r.data.tags.get("run_dir"), "metrics": r.data.metrics,
+                   "params": r.data.params} for r in runs]))
+"""
+
+
+@pytest.mark.slow
+def test_a_sweeps_mlflow_runs_share_one_store_that_plain_mlflow_reads(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli("-m", "logger=mlflow", "seed=0,1", *FAST, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = tmp_path / "mlflow.db"  # MLflow's default store in the directory lit_train ran from
+    assert store.is_file()
+
+    read = subprocess.run([sys.executable, "-c", _READ_MLFLOW, f"sqlite:///{store}"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)})
+    assert read.returncode == 0, read.stderr[-3000:]
+    runs = sorted(json.loads(read.stdout), key=lambda r: r["run_dir"])
+    assert [r["run_dir"] for r in runs] == [str(sweep / "0"), str(sweep / "1")]
+    for job, mlflow_run in enumerate(runs):
+        summary = read_summary(sweep / str(job))
+        assert mlflow_run["status"] == "FINISHED"
+        assert mlflow_run["params"]["seed"] == str(job)
+        assert mlflow_run["metrics"]["val/loss"] == pytest.approx(summary["final_metrics"]["val/loss"])
+        assert mlflow_run["metrics"]["test/loss"] == pytest.approx(summary["test_metrics"]["test/loss"])
+        assert {"train/loss_step", "lr-AdamW/pg1"} <= mlflow_run["metrics"].keys()

@@ -4,7 +4,6 @@ This is the only module besides the CLI that reads the config; everything it
 builds (networks, LightningModules, data modules, callbacks) is plain Python.
 """
 
-import os
 import time
 import warnings
 from pathlib import Path
@@ -72,9 +71,6 @@ def build_logger(logger_cfg: DictConfig, resume_from: str | None = None) -> Any:
     target = logger_cfg.get("_target_")
     if target is None:
         return False
-    if target.endswith("MLFlowLogger") and str(logger_cfg.get("tracking_uri", "")).startswith("file:"):
-        # MLflow 3 refuses its file store unless asked; a local file store is what logger=mlflow promises.
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     logger = instantiate(logger_cfg, _convert_="all")
     if resume_from is not None and isinstance(logger, ResumableCSVLogger):
         logger.continue_from(resume_from)  # keeps metrics.csv's rows from before the checkpoint
