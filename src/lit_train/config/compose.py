@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lit_train.config.messages import did_you_mean
 from lit_train.config.overrides import expand_callback_additions
-from lit_train.config.validate import validate
+from lit_train.config.validate import REQUIRED_GROUPS, validate
 
 CONFIG_MODULE = "lit_train.conf"
 CONFIG_NAME = "config"
@@ -55,7 +55,7 @@ def _job_override_sets(overrides: list[Override], multirun: bool) -> Iterator[li
             yield fixed + [f for j, f in enumerate(firsts) if j != i] + [value]
 
 
-def _diagnose(overrides: list[str], error: HydraException) -> list[str]:
+def _diagnose(overrides: list[str], error: Exception) -> list[str]:
     """Explains a failed composition with one line per bad override."""
     loader = GlobalHydra.instance().config_loader()
     parsed = OverridesParser.create().parse_overrides(overrides)
@@ -65,6 +65,11 @@ def _diagnose(overrides: list[str], error: HydraException) -> list[str]:
         options = loader.get_group_options(override.key_or_group)
         values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
         for value in values:
+            if value is None:  # Hydra takes no null for a group, not even for one that defaults to none
+                group = override.key_or_group
+                off = ("; none switches it off" if "none" in options
+                       else "" if group in REQUIRED_GROUPS else f"; leave {group}= out for none")
+                problems.append(f"{group}: null is not an option{off} (choose from {', '.join(options)})")
             for name in value if isinstance(value, list) else [value]:
                 if name is not None and str(name) not in options:
                     problems.append(f"{override.key_or_group}: unknown option {name!r}{did_you_mean(name, options)} "
@@ -75,14 +80,29 @@ def _diagnose(overrides: list[str], error: HydraException) -> list[str]:
         if override in groups or override.is_hydra_override() or override.is_add() or override.is_force_add():
             continue
         key = override.key_or_group
-        parent_path, _, leaf = key.rpartition(".")
-        parent = OmegaConf.select(base, parent_path) if parent_path else base
-        if isinstance(parent, DictConfig) and leaf not in parent:
+        parent, missing = _first_missing(base, key)
+        if missing is not None:
             siblings = [str(k) for k in parent.keys()]
-            if not parent_path:
+            if parent is base:
                 siblings += [g for g in loader.list_groups("") if g != "hydra"]
-            problems.append(f"{key}: no such key{did_you_mean(leaf, siblings)} (to add a new key use +{override.input_line})")
+            where = "" if missing == key.rpartition(".")[2] else f" {missing!r}"
+            problems.append(f"{key}: no such key{where}{did_you_mean(missing, siblings)} "
+                            f"(to add a new key use +{override.input_line})")
     return problems or [_one_line(error)]
+
+
+def _first_missing(cfg: DictConfig, key: str) -> tuple[DictConfig, str | None]:
+    """The deepest node on ``key``'s dotted path that exists, and the part of the path missing under it."""
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, DictConfig):
+            return node, None  # a path into a value: Hydra's own message says more
+        if part not in node:
+            return node, part
+        if OmegaConf.is_missing(node, part):
+            return node, None
+        node = node[part]
+    return node, None
 
 
 def _one_line(error: Exception) -> str:
@@ -121,7 +141,7 @@ def command_problems(overrides: list[str], multirun: bool) -> list[str]:
     for job in _job_override_sets(parsed, multirun):
         try:
             cfg = planned_job_config(compose(CONFIG_NAME, overrides=job, return_hydra_config=True), multirun)
-        except HydraException as e:
+        except (HydraException, ValueError) as e:  # Hydra's ValueError: a group set to null
             new = _diagnose(job, e)
         else:
             new = validate(cfg)

@@ -13,6 +13,11 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _bound(value: float) -> str:
+    """A bound as a person writes it: ``4294967295`` rather than ``4.29497e+09``, ``1e-07`` as is."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 @dataclass(frozen=True)
 class Number:
     """A number within bounds; ``integer`` demands an int, ``nullable`` admits ``None``."""
@@ -29,11 +34,11 @@ class Number:
         kind = ("integers" if plural else "an integer") if self.integer else ("numbers" if plural else "a number")
         if self.low is not None and self.high is not None:
             left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
-            bounds = f" in {left}{self.low:g}, {self.high:g}{right}"
+            bounds = f" in {left}{_bound(self.low)}, {_bound(self.high)}{right}"
         elif self.low is not None:
-            bounds = f" {'>' if self.low_open else '>='} {self.low:g}"
+            bounds = f" {'>' if self.low_open else '>='} {_bound(self.low)}"
         elif self.high is not None:
-            bounds = f" {'<' if self.high_open else '<='} {self.high:g}"
+            bounds = f" {'<' if self.high_open else '<='} {_bound(self.high)}"
         else:
             bounds = ""
         extras = [repr(v) for v in self.also] + (["null"] if self.nullable else [])
@@ -126,3 +131,13 @@ class Union:
         if any(reason is None for reason in reasons):
             return None
         return " or ".join(reason.removeprefix("must be ") if i else reason for i, reason in enumerate(reasons))
+
+
+#: Rules that many keys share.
+FRACTION = Number(0, 1, high_open=True)
+POSITIVE = Number(0, low_open=True)
+NON_NEGATIVE = Number(0)
+COUNT = Number(1, integer=True)
+FLAG = Flag()
+#: PyTorch's kernel switches (``foreach``, ``fused``): ``None`` lets PyTorch choose.
+KERNEL = Flag(nullable=True)

@@ -5,16 +5,22 @@ any heavy import; the optimizer wiring reads them to fill a scheduler's length
 from the run. A target missing here (your own class) is passed through as is.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-_COMMON_OPTIMIZER = frozenset({"lr", "weight_decay", "foreach", "maximize", "differentiable"})
+from lit_train.config.rules import COUNT, FLAG, FRACTION, KERNEL, NON_NEGATIVE, POSITIVE, ListOf, Number, OneOf
+
+#: Constructor arguments no spec lists: the ones lit_train passes itself (the parameters, the optimizer),
+#: a scheduler's resume position, callables (which a config cannot hold), and ``**kwargs``.
+UNLISTED_ARGUMENTS = frozenset({"params", "optimizer", "last_epoch", "scale_fn", "kwargs"})
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """An optimizer class and the keyword arguments it accepts."""
+    """An optimizer class: every constructor argument a config may set, with the rule its value must pass."""
 
-    params: frozenset[str]
+    params: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -22,57 +28,94 @@ class SchedulerSpec:
     """An LR scheduler and how lit_train wires it.
 
     Attributes:
-        params: Keyword arguments the scheduler accepts (besides the optimizer).
+        params: Every constructor argument a config may set (besides the
+            optimizer), with the rule its value must pass.
         length_arg: The argument that takes the run's length (total steps, or
             epochs with ``interval: epoch``); lit_train fills it unless set.
         needs_monitor: Whether it steps on a monitored metric (plateau).
     """
 
-    params: frozenset[str]
+    params: Mapping[str, Any]
     length_arg: str | None = None
     needs_monitor: bool = False
 
 
+#: Arguments every PyTorch optimizer takes.
+_TORCH_OPTIMIZER = {"lr": POSITIVE, "weight_decay": NON_NEGATIVE, "foreach": KERNEL, "maximize": FLAG,
+                    "differentiable": FLAG}
+_BETAS = ListOf(FRACTION, lengths=(2,))
+
 OPTIMIZERS: dict[str, OptimizerSpec] = {
-    "torch.optim.SGD": OptimizerSpec(_COMMON_OPTIMIZER | {"momentum", "dampening", "nesterov", "fused"}),
-    "torch.optim.Adagrad": OptimizerSpec(
-        _COMMON_OPTIMIZER | {"lr_decay", "initial_accumulator_value", "eps", "fused"}
-    ),
-    "torch.optim.RMSprop": OptimizerSpec(_COMMON_OPTIMIZER | {"alpha", "eps", "momentum", "centered", "capturable"}),
-    "torch.optim.Adam": OptimizerSpec(
-        _COMMON_OPTIMIZER | {"betas", "eps", "amsgrad", "capturable", "fused", "decoupled_weight_decay"}
-    ),
-    "torch.optim.AdamW": OptimizerSpec(_COMMON_OPTIMIZER | {"betas", "eps", "amsgrad", "capturable", "fused"}),
-    "pytorch_optimizer.Lamb": OptimizerSpec(
-        _COMMON_OPTIMIZER
-        | {"betas", "eps", "weight_decouple", "fixed_decay", "rectify", "degenerated_to_sgd", "n_sma_threshold"}
-        | {"grad_averaging", "max_grad_norm", "adam", "pre_norm"}
-    ),
+    "torch.optim.SGD": OptimizerSpec({
+        **_TORCH_OPTIMIZER, "momentum": FRACTION, "dampening": FRACTION, "nesterov": FLAG, "fused": KERNEL,
+    }),
+    "torch.optim.Adagrad": OptimizerSpec({
+        **_TORCH_OPTIMIZER, "lr_decay": NON_NEGATIVE, "initial_accumulator_value": NON_NEGATIVE, "eps": POSITIVE,
+        "fused": KERNEL,
+    }),
+    "torch.optim.RMSprop": OptimizerSpec({
+        **_TORCH_OPTIMIZER, "alpha": Number(0, 1, low_open=True), "eps": POSITIVE, "momentum": FRACTION,
+        "centered": FLAG, "capturable": FLAG,
+    }),
+    "torch.optim.Adam": OptimizerSpec({
+        **_TORCH_OPTIMIZER, "betas": _BETAS, "eps": POSITIVE, "amsgrad": FLAG, "capturable": FLAG, "fused": KERNEL,
+        "decoupled_weight_decay": FLAG,
+    }),
+    "torch.optim.AdamW": OptimizerSpec({
+        **_TORCH_OPTIMIZER, "betas": _BETAS, "eps": POSITIVE, "amsgrad": FLAG, "capturable": FLAG, "fused": KERNEL,
+    }),
+    "pytorch_optimizer.Lamb": OptimizerSpec({
+        "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "foreach": KERNEL, "maximize": FLAG,
+        # Its signature admits three betas, but its step unpacks two.
+        "betas": _BETAS, "eps": POSITIVE, "weight_decouple": FLAG, "fixed_decay": FLAG,
+        "rectify": FLAG, "degenerated_to_sgd": FLAG, "n_sma_threshold": COUNT, "grad_averaging": FLAG,
+        "max_grad_norm": NON_NEGATIVE, "adam": FLAG, "pre_norm": FLAG,
+    }),
 }
 
 _SCHED = "torch.optim.lr_scheduler."
+_MOMENTUM_CYCLE = {"cycle_momentum": FLAG, "base_momentum": FRACTION, "max_momentum": FRACTION}
 SCHEDULERS: dict[str, SchedulerSpec] = {
-    _SCHED + "StepLR": SchedulerSpec(frozenset({"step_size", "gamma"})),
-    _SCHED + "MultiStepLR": SchedulerSpec(frozenset({"milestones", "gamma"})),
-    _SCHED + "ExponentialLR": SchedulerSpec(frozenset({"gamma"})),
-    _SCHED + "CosineAnnealingLR": SchedulerSpec(frozenset({"T_max", "eta_min"}), length_arg="T_max"),
-    _SCHED + "CosineAnnealingWarmRestarts": SchedulerSpec(frozenset({"T_0", "T_mult", "eta_min"})),
+    _SCHED + "StepLR": SchedulerSpec({"step_size": COUNT, "gamma": POSITIVE}),
+    _SCHED + "MultiStepLR": SchedulerSpec({
+        "milestones": ListOf(Number(0, integer=True), increasing=True), "gamma": POSITIVE,
+    }),
+    _SCHED + "ExponentialLR": SchedulerSpec({"gamma": POSITIVE}),
+    _SCHED + "CosineAnnealingLR": SchedulerSpec({"T_max": COUNT, "eta_min": NON_NEGATIVE}, length_arg="T_max"),
+    _SCHED + "CosineAnnealingWarmRestarts": SchedulerSpec({"T_0": COUNT, "T_mult": COUNT, "eta_min": NON_NEGATIVE}),
     _SCHED + "ReduceLROnPlateau": SchedulerSpec(
-        frozenset({"mode", "factor", "patience", "threshold", "threshold_mode", "cooldown", "min_lr", "eps"}),
+        {
+            "mode": OneOf(("max", "min")), "factor": Number(0, 1, low_open=True, high_open=True),
+            "patience": Number(0, integer=True), "threshold": NON_NEGATIVE, "threshold_mode": OneOf(("abs", "rel")),
+            "cooldown": Number(0, integer=True), "min_lr": NON_NEGATIVE, "eps": NON_NEGATIVE,
+        },
         needs_monitor=True,
     ),
     _SCHED + "OneCycleLR": SchedulerSpec(
-        frozenset({"max_lr", "total_steps", "pct_start", "anneal_strategy", "cycle_momentum", "base_momentum"})
-        | {"max_momentum", "div_factor", "final_div_factor", "three_phase"},
+        {
+            "max_lr": POSITIVE, "total_steps": Number(1, integer=True, nullable=True), "epochs": Number(1, integer=True, nullable=True),
+            "steps_per_epoch": Number(1, integer=True, nullable=True),
+            "pct_start": Number(0, 1, low_open=True, high_open=True), "anneal_strategy": OneOf(("cos", "linear")),
+            **_MOMENTUM_CYCLE, "div_factor": POSITIVE, "final_div_factor": POSITIVE, "three_phase": FLAG,
+        },
         length_arg="total_steps",
     ),
-    _SCHED + "CyclicLR": SchedulerSpec(
-        frozenset({"base_lr", "max_lr", "step_size_up", "step_size_down", "mode", "gamma", "scale_fn", "scale_mode"})
-        | {"cycle_momentum", "base_momentum", "max_momentum"}
+    _SCHED + "CyclicLR": SchedulerSpec({
+        "base_lr": POSITIVE, "max_lr": POSITIVE, "step_size_up": COUNT,
+        "step_size_down": Number(1, integer=True, nullable=True),
+        "mode": OneOf(("exp_range", "triangular", "triangular2")), "gamma": POSITIVE,
+        "scale_mode": OneOf(("cycle", "iterations")), **_MOMENTUM_CYCLE,
+    }),
+    _SCHED + "LinearLR": SchedulerSpec(
+        {"start_factor": Number(0, 1, low_open=True), "end_factor": Number(0, 1), "total_iters": COUNT},
+        length_arg="total_iters",
     ),
-    _SCHED + "LinearLR": SchedulerSpec(frozenset({"start_factor", "end_factor", "total_iters"}), length_arg="total_iters"),
     "lit_train.training.schedules.warmup_cosine": SchedulerSpec(
-        frozenset({"total_steps", "warmup_steps", "warmup_ratio", "start_factor", "eta_min_ratio"}),
+        {
+            "total_steps": COUNT, "warmup_ratio": Number(0, 1, high_open=True, nullable=True),
+            "warmup_steps": Number(0, integer=True, nullable=True), "start_factor": Number(0, 1),
+            "eta_min_ratio": Number(0, 1),
+        },
         length_arg="total_steps",
     ),
 }

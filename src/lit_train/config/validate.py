@@ -25,10 +25,12 @@ _FRACTION = Number(0, 1, high_open=True)
 _POSITIVE = Number(0, low_open=True)
 _NON_NEGATIVE = Number(0)
 _COUNT = Number(1, integer=True)
+#: The seeds numpy (and so Lightning's seed_everything) accepts.
+_SEED = Number(0, 2**32 - 1, integer=True)
 
 ROOT_RULES = {
     "action": OneOf(("lr_find", "show_schedule", "train")),
-    "seed": Number(integer=True),
+    "seed": _SEED,
     "deterministic": Union((Flag(), OneOf(("warn",)))),
     "train": Flag(),
     "test": Flag(),
@@ -41,18 +43,8 @@ ROOT_RULES = {
     "allowed_targets": ListOf(Text(), nullable=True),
 }
 GROUP_RULES: dict[str, dict[str, Any]] = {
+    # lit_train's own keys of the two groups; each target's arguments are checked by its spec (specs.py).
     "optimizer": {
-        "lr": _POSITIVE,
-        "weight_decay": _NON_NEGATIVE,
-        "momentum": _FRACTION,
-        "dampening": _FRACTION,
-        "alpha": Number(0, 1, low_open=True),
-        "eps": _POSITIVE,
-        "betas": ListOf(_FRACTION, lengths=(2, 3)),
-        "nesterov": Flag(),
-        "amsgrad": Flag(),
-        "lr_decay": _NON_NEGATIVE,
-        "initial_accumulator_value": _NON_NEGATIVE,
         "decay_norm_and_bias": Flag(),
         "scale_lr": OneOf(("linear", "none", "sqrt")),
         "base_batch_size": _COUNT,
@@ -61,35 +53,6 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
         "interval": OneOf(("epoch", "step")),
         "frequency": _COUNT,
         "monitor": Text(),
-        "step_size": _COUNT,
-        "gamma": _POSITIVE,
-        "milestones": ListOf(Number(0, integer=True), increasing=True),
-        "T_max": _COUNT,
-        "T_0": _COUNT,
-        "T_mult": _COUNT,
-        "eta_min": _NON_NEGATIVE,
-        "mode": OneOf(("exp_range", "max", "min", "triangular", "triangular2")),
-        "factor": Number(0, 1, low_open=True, high_open=True),
-        "patience": Number(0, integer=True),
-        "threshold": _NON_NEGATIVE,
-        "cooldown": Number(0, integer=True),
-        "min_lr": _NON_NEGATIVE,
-        "max_lr": _POSITIVE,
-        "base_lr": _POSITIVE,
-        "total_steps": _COUNT,
-        "pct_start": Number(0, 1, low_open=True, high_open=True),
-        "anneal_strategy": OneOf(("cos", "linear")),
-        "div_factor": _POSITIVE,
-        "final_div_factor": _POSITIVE,
-        "step_size_up": _COUNT,
-        "step_size_down": Number(1, integer=True, nullable=True),
-        "cycle_momentum": Flag(),
-        "start_factor": Number(0, 1),
-        "end_factor": Number(0, 1),
-        "total_iters": _COUNT,
-        "warmup_ratio": Number(0, 1, high_open=True, nullable=True),
-        "warmup_steps": Number(0, integer=True, nullable=True),
-        "eta_min_ratio": Number(0, 1),
     },
     "data": {
         "batch_size": _COUNT,
@@ -101,7 +64,7 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
         "num_classes": Number(2, integer=True),
         "vocab_size": _COUNT,
         "block_size": _COUNT,
-        "seed": Number(integer=True),
+        "seed": _SEED,
     },
     "model.net": {
         "hidden": Union((ListOf(_COUNT), _COUNT)),
@@ -222,11 +185,11 @@ def _check_rules(values: dict, rules: dict, path: str, problems: list[str]) -> N
             problems.append(f"{path}{key}: {reason}, got {values[key]!r}")
 
 
-def _check_arguments(node: dict, group: str, allowed: frozenset[str], own: frozenset[str], problems: list[str]) -> None:
+def _check_arguments(node: dict, group: str, allowed: Any, own: frozenset[str], problems: list[str]) -> None:
     target = node.get("_target_")
     for key in node:
         if key not in allowed and key not in own and key not in HYDRA_KEYS:
-            problems.append(f"{group}.{key}: not an argument of {target}{did_you_mean(key, sorted(allowed | own))}")
+            problems.append(f"{group}.{key}: not an argument of {target}{did_you_mean(key, sorted({*allowed, *own}))}")
 
 
 def _run_length_known(trainer: dict) -> bool:
@@ -240,6 +203,7 @@ def _check_optimizer(optimizer: dict, problems: list[str]) -> None:
                         f"{optimizer.get('_partial_')!r}")
     if target in OPTIMIZERS:
         _check_arguments(optimizer, "optimizer", OPTIMIZERS[target].params, OPTIMIZER_KEYS, problems)
+        _check_rules(optimizer, OPTIMIZERS[target].params, "optimizer.", problems)
     if optimizer.get("nesterov") is True and not optimizer.get("momentum"):
         problems.append("optimizer.nesterov: Nesterov needs optimizer.momentum > 0, got "
                         f"momentum={optimizer.get('momentum')!r}")
@@ -253,6 +217,7 @@ def _check_scheduler(scheduler: dict, cfg: dict, logged: list[str] | None, probl
     if spec is None:
         return
     _check_arguments(scheduler, "scheduler", spec.params, SCHEDULER_KEYS, problems)
+    _check_rules(scheduler, spec.params, "scheduler.", problems)
     trainer = cfg.get("trainer", {})
     if spec.length_arg and spec.length_arg not in scheduler:
         if scheduler.get("interval", "epoch") == "epoch" and trainer.get("max_epochs") in (-1, None):
@@ -431,7 +396,7 @@ def validate(cfg: DictConfig) -> list[str]:
 
         >>> from omegaconf import OmegaConf
         >>> validate(OmegaConf.create({"seed": -1.5}))[0]
-        'seed: must be an integer, got -1.5'
+        'seed: must be an integer in [0, 4294967295], got -1.5'
     """
     problems: list[str] = []
     plain = _plain(cfg, "", problems)

@@ -11,7 +11,6 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
@@ -25,8 +24,6 @@ from lit_train.launch.ranks import ranks_of_this_job
 from lit_train.training.run_dir import taken_back
 
 EXIT_RUN_FAILED = 1
-#: Hydra's errors for a command line that does not compose: explained here, one line per bad override.
-_COMPOSITION_ERRORS = (ConfigCompositionException, MissingConfigException, OverrideParseException)
 #: Hydra's flags that take a value, which is not an override.
 _FLAGS_WITH_VALUE = ("-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
                      "-cd", "--config-dir", "--experimental-rerun", "-sc", "--shell-completion")
@@ -88,8 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     # Hydra's errors come here instead of to its own report (a traceback): a command line that
     # does not compose is then explained one line per bad override. Ranks and trials inherit it.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    HydraConfig.instance().cfg = None  # set again when a job starts: an error before that is the command line's
     try:
         _job()
-    except _COMPOSITION_ERRORS as error:
+    except Exception as error:
+        if HydraConfig.initialized():
+            raise
         multirun = any(arg in ("-m", "--multirun") for arg in expanded)
         refuse(check_overrides(_overrides(expanded), multirun) or [describe(error)])
