@@ -5,7 +5,6 @@ builds (networks, LightningModules, data modules, callbacks) is plain Python.
 """
 
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,26 +12,24 @@ import lightning.pytorch as L
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import ModelSummary as LightningModelSummary
 from lit_callbacks import Warmup
 from omegaconf import DictConfig, OmegaConf
 
 from lit_train.training.atomic import remove_stale_temporaries
 from lit_train.training.checkpoint import check_checkpoint_fits
 from lit_train.training.checkpoint_io import AtomicCheckpointIO
+from lit_train.training.console import ModelSummary, QuietLightning, quiet_lightning
 from lit_train.training.loggers import ResumableCSVLogger
 from lit_train.training.optim import Optimization, attach_optimizers
 from lit_train.training.profiler import NoProfiler
 from lit_train.training.run_dir import Footprint
 from lit_train.training.resume import RngState, find_resume_checkpoint
-from lit_train.config.specs import OPTIMIZER_KEYS, SCHEDULER_KEYS, SCHEDULERS
+from lit_train.config.specs import MODULES, OPTIMIZER_KEYS, SCHEDULER_KEYS, SCHEDULERS
 from lit_train.training.summary import format_summary, monitored_value, to_number, write_json_atomic
 from lit_train.training.tune import find_lr, show_schedule
 
 LAST_CHECKPOINT = "last.ckpt"
-
-# The built-in modules log exact epoch means, so a logging interval longer than an epoch loses nothing
-# there; Lightning's warning about such an interval would otherwise show on every small-data run.
-warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval")
 
 
 def build_optimization(optimizer_cfg: DictConfig, scheduler_cfg: DictConfig, batch_size: int | None) -> Optimization:
@@ -159,7 +156,8 @@ def _summarize(cfg: DictConfig, trainer: L.Trainer, status: str, started: float,
 def build_trainer(cfg: DictConfig, run_dir: Path, resume_from: str | None = None) -> L.Trainer:
     """The Trainer with the configured callbacks and logger, writing into ``run_dir`` (resuming from ``resume_from``)."""
     logger = build_logger(cfg.logger, resume_from)
-    callbacks = [*build_callbacks(cfg.callbacks), RngState(), _SaveOnInterrupt(run_dir / "checkpoints" / LAST_CHECKPOINT)]
+    callbacks = [*build_callbacks(cfg.callbacks), RngState(), _SaveOnInterrupt(run_dir / "checkpoints" / LAST_CHECKPOINT),
+                 QuietLightning(_reduced_metrics(cfg))]
     if "trial" in cfg:  # a trial of lit_train's Optuna sweeper: report to the study, stop when pruned
         from lit_train.sweep.pruning import TrialPruning
 
@@ -167,6 +165,11 @@ def build_trainer(cfg: DictConfig, run_dir: Path, resume_from: str | None = None
     if not logger and any(isinstance(c, LearningRateMonitor) for c in callbacks):
         print("lit_train: callbacks.lr_monitor is off, as logger=none gives it nowhere to log")
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    # lit_train's one-line summary unless switched off or a summary callback is configured; Lightning's own
+    # default stays off either way (with a configured one, it would only say that it skips).
+    configured_summary = any(isinstance(c, LightningModelSummary) for c in callbacks)
+    if cfg.trainer.get("enable_model_summary", True) and not configured_summary:
+        callbacks.append(ModelSummary())
     # Sharded strategies write checkpoint folders with their own IO.
     sharded = str(cfg.trainer.get("strategy", "")).startswith(("fsdp", "deepspeed"))
     trainer = instantiate(
@@ -178,6 +181,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, resume_from: str | None = None
         default_root_dir=str(run_dir),
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
+        enable_model_summary=False,
     )
     if logger:
         trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -223,7 +227,8 @@ def _train_and_test(
     if cfg.test and not _pruned(trainer):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")
         ckpt = ("best" if best else None) if cfg.train else cfg.ckpt_path
-        tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+        # verbose=False: the run's summary shows the test metrics instead of Lightning's table.
+        tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
         results["test_metrics"] = {name: to_number(value) for name, value in (tested[0] if tested else {}).items()}
     return results
 
@@ -266,11 +271,18 @@ def run(cfg: DictConfig) -> float | None:
         # A sweeper's trial may run as a single run of its own process; the sweep keeps its failed jobs' directories.
         footprint = None if "trial" in cfg else Footprint.of_single_run(run_dir, checkpoint_folders)
     try:
-        return _run(cfg, run_dir, footprint)
+        with quiet_lightning(_reduced_metrics(cfg)):  # and QuietLightning in the processes Lightning starts
+            return _run(cfg, run_dir, footprint)
     except BaseException:
         if footprint is not None and not footprint.wrote_checkpoint():
             footprint.take_back()
         raise
+
+
+def _reduced_metrics(cfg: DictConfig) -> list[str]:
+    """The metrics a built-in module logs already reduced over ranks: Lightning's sync_dist advice is for others."""
+    spec = MODULES.get(cfg.model.get("_target_"))
+    return spec.logged() if spec else []
 
 
 def _checkpoint_folders(cfg: DictConfig) -> list[Path]:
