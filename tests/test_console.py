@@ -1,4 +1,4 @@
-"""What a run prints, read as a person reads it: in a log, on an 80-column terminal, under DDP."""
+"""What a run prints, read as a person reads it: in a log, on an 80-column terminal, under DDP, for each action."""
 
 import fcntl
 import os
@@ -11,7 +11,9 @@ import termios
 from pathlib import Path
 
 import pytest
-from support import FAST, ROOT, run_cli
+from support import FAST, ROOT, read_summary, run_cli
+
+from lit_train.training.summary import format_summary
 
 #: Python's own warning filters, as a user has them (run_cli turns warnings off for the other tests).
 USERS_WARNINGS = {"PYTHONWARNINGS": ""}
@@ -32,6 +34,9 @@ def test_a_run_in_a_log_prints_one_plain_line_per_epoch_and_no_noise(tmp_path):
     assert [line for line in result.stderr.splitlines() if not line.startswith("INFO: ")] == []
     for noise in ("litlogger", "GPU available", "FLOPs", "Flops", "Test metric", "v_num"):
         assert noise not in output
+    (test_line,) = [line for line in result.stdout.splitlines() if line.startswith("  test: ")]
+    values = re.fullmatch(r"  test: loss (\S+), acc (\S+)", test_line).groups()
+    assert all(len(value.replace(".", "").lstrip("0")) <= 4 for value in values)  # significant digits
 
 
 def _run_in_terminal(*args: str, cwd: Path, columns: int) -> str:
@@ -78,3 +83,33 @@ def test_under_ddp_only_a_users_module_gets_lightnings_sync_dist_advice(model, a
     assert result.returncode == 0, result.stderr[-3000:]
     assert ("self.log('val/loss', ..., sync_dist=True)" in result.stderr) == advised
     assert "sync_dist" not in result.stderr.replace("self.log('val/loss', ..., sync_dist=True)", "")
+
+
+def test_lr_find_prints_the_command_that_uses_its_suggestion_and_no_best_value(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("action=lr_find", "model.net.hidden=[16]", *FAST, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    suggestion = read_summary(run_dir)["lr_suggestion"]
+    assert f"lit_train: suggested learning rate {suggestion:.4g}\n" in result.stdout
+    (command,) = [line for line in result.stdout.splitlines() if line.startswith("  use it: ")]
+    assert command.startswith("  use it: python -m lit_train 'model.net.hidden=[16]' trainer.accelerator=cpu")
+    assert command.endswith(f" optimizer.lr={suggestion:.4g}") and "action=" not in command
+    assert "lit_train: lr_find completed in " in result.stdout and "best" not in result.stdout
+
+
+def test_show_schedule_prints_no_best_value(tmp_path):
+    result = run_cli("action=show_schedule", *FAST, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "lit_train: show_schedule completed in " in result.stdout and "best" not in result.stdout
+
+
+def test_the_summary_shows_test_metrics_loss_first_with_four_significant_digits():
+    summary = {"status": "completed", "global_step": 400, "wall_time_s": 12.3, "stopped_reason": "max_epochs",
+               "monitor": "val/loss", "mode": "min", "best_score": 0.0883512, "run_dir": "runs/a",
+               "test_metrics": {"test/acc": 0.9851301312446594, "test/loss": 0.07383879274129868}}
+    assert format_summary(summary).splitlines() == [
+        "lit_train: completed after 400 steps in 12.3 s (stopped: max_epochs)",
+        "  best val/loss (min): 0.08835",
+        "  test: loss 0.07384, acc 0.9851",
+        "  run dir: runs/a",
+    ]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar
@@ -27,7 +28,7 @@ from lit_train.training.run_dir import Footprint
 from lit_train.training.resume import RngState, find_resume_checkpoint
 from lit_train.config.specs import MODULES, OPTIMIZER_KEYS, SCHEDULER_KEYS, SCHEDULERS
 from lit_train.training.summary import format_summary, monitored_value, to_number, write_json_atomic
-from lit_train.training.tune import find_lr, show_schedule
+from lit_train.training.tune import find_lr, show_schedule, use_lr_command
 
 LAST_CHECKPOINT = "last.ckpt"
 
@@ -285,6 +286,11 @@ def _reduced_metrics(cfg: DictConfig) -> list[str]:
     return spec.logged() if spec else []
 
 
+def _task_overrides() -> list[str]:
+    """The run's own command-line overrides, when Hydra runs it (not when ``run`` is called from Python)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
 def _checkpoint_folders(cfg: DictConfig) -> list[Path]:
     """Where this run's checkpoints go: ``run_dir/checkpoints`` and any checkpoint callback's ``dirpath``."""
     folders = [Path(cfg.run_dir) / "checkpoints"]
@@ -307,8 +313,11 @@ def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None) -> float |
     status, results = "failed", {}
     try:
         if cfg.action == "lr_find":
-            results["lr_suggestion"] = find_lr(trainer, module, datamodule)
-            print(f"lit_train: suggested learning rate {results['lr_suggestion']}")
+            results["lr_suggestion"] = suggestion = find_lr(trainer, module, datamodule)
+            if suggestion is not None and trainer.is_global_zero:  # without one, the finder said why
+                # optimizer.lr is the LR before scale_lr multiplies it; the suggestion is the LR the test applied.
+                command = use_lr_command(suggestion / optimization.lr_factor(trainer), _task_overrides())
+                print(f"lit_train: suggested learning rate {suggestion:.4g}\n  use it: {command}")
         elif cfg.action == "show_schedule":
             results["lr_schedule"] = show_schedule(trainer, module, datamodule, optimization, run_dir / "lr_schedule.png")
         else:

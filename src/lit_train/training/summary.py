@@ -40,21 +40,37 @@ STOP_HINTS = {
 }
 
 
+#: Actions that look at a config without training it: no steps, no best value.
+LOOK_ONLY_ACTIONS = ("lr_find", "show_schedule")
+
+
+def _format_metrics(metrics: dict[str, float | None], prefix: str) -> str:
+    """``loss 0.07384, acc 0.9851``: loss first, names without ``prefix``, four significant digits."""
+    names = sorted(metrics, key=lambda name: (name != f"{prefix}loss", name))
+    return ", ".join(f"{name.removeprefix(prefix)} {_format_number(metrics[name])}" for name in names)
+
+
+def _format_number(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4g}"
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The few lines printed at the end of a run."""
-    best = summary["best_score"]
-    best_text = "n/a" if best is None or (isinstance(best, float) and math.isnan(best)) else f"{best:.4g}"
-    lines = [
-        f"lit_train: {summary['status']} after {summary['global_step']} steps in {summary['wall_time_s']:.1f} s"
-        f" (stopped: {summary['stopped_reason']})",
-        f"  best {summary['monitor']} ({summary['mode']}): {best_text}",
-    ]
-    if hint := STOP_HINTS.get(summary["stopped_reason"]):
+    reason = summary["stopped_reason"]
+    if reason in LOOK_ONLY_ACTIONS:
+        lines = [f"lit_train: {reason} {summary['status']} in {summary['wall_time_s']:.1f} s"]
+    else:
+        lines = [
+            f"lit_train: {summary['status']} after {summary['global_step']} steps in {summary['wall_time_s']:.1f} s"
+            f" (stopped: {reason})"
+        ]
+        if summary["best_score"] is not None or summary["global_step"]:  # a run that trained
+            lines.append(f"  best {summary['monitor']} ({summary['mode']}): {_format_number(summary['best_score'])}")
+    if hint := STOP_HINTS.get(reason):
         lines.append(f"  hint: {hint}")
     if summary.get("skipped_steps"):
         lines.append(f"  skipped {summary['skipped_steps']} optimizer step(s) with a non-finite gradient")
     if summary["test_metrics"]:
-        tests = ", ".join(f"{name} {value:.4g}" for name, value in sorted(summary["test_metrics"].items()))
-        lines.append(f"  test: {tests}")
+        lines.append(f"  test: {_format_metrics(summary['test_metrics'], 'test/')}")
     lines.append(f"  run dir: {summary['run_dir']}")
     return "\n".join(lines)

@@ -1,6 +1,8 @@
 """Look before training: the LR range test alone, and the LR schedule of a config."""
 
 import math
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -24,6 +26,18 @@ def find_lr(trainer: L.Trainer, module: L.LightningModule, datamodule: L.Lightni
         trainer.callbacks.remove(configured)
     finder = lr_find(trainer, module, datamodule=datamodule, **settings, apply=False)
     return finder.suggestion
+
+
+def use_lr_command(lr: float, overrides: Sequence[str] = ()) -> str:
+    """The command that trains with ``lr``: the run's ``overrides`` but ``action`` and ``optimizer.lr``, then ``lr``.
+
+    Example::
+
+        use_lr_command(0.00335, ["action=lr_find", "model=cnn"])  # python -m lit_train model=cnn optimizer.lr=0.00335
+    """
+    replaced = ("action", "optimizer.lr")
+    kept = [override for override in overrides if override.split("=", 1)[0].lstrip("+~") not in replaced]
+    return shlex.join(["python", "-m", "lit_train", *kept, f"optimizer.lr={lr:.4g}"])
 
 
 def run_length(trainer: L.Trainer, datamodule: L.LightningDataModule) -> tuple[int, int]:
