@@ -41,7 +41,8 @@ CASES = [
 
 
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
-def test_option_trains_a_few_steps(group, option, tmp_path):
+def test_option_trains_a_few_steps(group, option, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # logger=mlflow keeps its store where the run starts
     cfg = compose_config([*_overrides(group, option), *FAST], run_dir=tmp_path)
     assert validate(cfg) == []
     metric = run(cfg)

@@ -149,6 +149,7 @@ STRATEGY_PACKAGES = {"deepspeed": "deepspeed"}
 #: Loggers and the package each needs.
 LOGGER_PACKAGES = {
     "lightning.pytorch.loggers.TensorBoardLogger": "tensorboard",
+    "lit_train.training.loggers.SingleFileTensorBoardLogger": "tensorboard",
     "lightning.pytorch.loggers.MLFlowLogger": "mlflow",
     "lightning.pytorch.loggers.WandbLogger": "wandb",
 }
