@@ -11,7 +11,8 @@ import termios
 from pathlib import Path
 
 import pytest
-from support import FAST, ROOT, read_summary, run_cli
+from omegaconf import OmegaConf
+from support import FAST, ROOT, compose_config, read_summary, run_cli
 
 from lit_train.training.summary import format_summary
 
@@ -101,6 +102,16 @@ def test_show_schedule_prints_no_best_value(tmp_path):
     result = run_cli("action=show_schedule", *FAST, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "lit_train: show_schedule completed in " in result.stdout and "best" not in result.stdout
+
+
+def test_help_lists_every_top_level_key_and_the_actions(tmp_path):
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    config = OmegaConf.to_container(compose_config([]), resolve=False)
+    keys = [key for key, value in config.items() if not isinstance(value, dict) and key != "hydra"]
+    assert {"action", "resume", "monitor", "mode", "seed", "train", "test", "ckpt_path", "verbose"} <= set(keys)
+    for key in [*keys, "lr_find", "show_schedule"]:
+        assert re.search(rf"\b{key}\b", result.stdout.split("== Top-level keys")[1]), key
 
 
 def test_the_summary_shows_test_metrics_loss_first_with_four_significant_digits():

@@ -50,6 +50,31 @@ def test_multirun_command_runs_every_job(args, tmp_path):
     assert len(jobs) >= 3 and all(read_summary(job)["status"] == "completed" for job in jobs)
 
 
+LOOK_ONLY = [args for args in SINGLE if any(arg.startswith("action=") for arg in args)]
+
+
+def test_readme_shows_both_actions_that_look_without_training():
+    assert sorted(args[0] for args in LOOK_ONLY) == ["action=lr_find", "action=show_schedule"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", LOOK_ONLY, ids=[" ".join(a) for a in LOOK_ONLY])
+def test_action_commands_print_what_the_readme_says(args, tmp_path):
+    """As written: on the README's own data, model and run length."""
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = tmp_path.glob("outputs/runs/*/*")
+    summary = read_summary(run_dir)
+    if args[0] == "action=lr_find":
+        others = " ".join(args[1:])
+        assert f"  use it: python -m lit_train {others} optimizer.lr={summary['lr_suggestion']:.4g}\n" in result.stdout
+        assert (run_dir / "lr_finder.png").is_file()
+    else:
+        assert f"LR schedule: {len(summary['lr_schedule'])} optimizer steps, 20 per epoch\n" in result.stdout
+        assert (run_dir / "lr_schedule.png").is_file()
+    assert "best" not in result.stdout
+
+
 def test_error_examples_print_what_the_readme_shows(tmp_path):
     (block,) = [b for b in _blocks("text") if b.startswith("$ python -m lit_train")]
     for example in block.split("$ ")[1:]:
