@@ -149,20 +149,45 @@ def test_plus_callbacks_adds_early_stopping(tmp_path):
 
 
 BYO = ["data._target_=byo_models.BlobsDataModule", *FAST, "trainer.limit_val_batches=2"]
+BYO_PATH = {"PYTHONPATH": str(ROOT / "tests" / "byo")}
 
 
-@pytest.mark.parametrize("module", ["NoOptimizerModule", "OwnOptimizerModule"])
-def test_bring_your_own_module_and_data(module, tmp_path):
+def test_a_module_without_configure_optimizers_gets_the_optimizer_group(tmp_path):
     run_dir = tmp_path / "run"
-    env = {"PYTHONPATH": str(ROOT / "tests" / "byo")}
-    result = run_cli(f"model._target_=byo_models.{module}", *BYO, "optimizer=sgd", "optimizer.lr=0.5",
-                     "scheduler=none", "test=false", f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env)
+    result = run_cli("model._target_=byo_models.NoOptimizerModule", *BYO, "optimizer=sgd", "optimizer.lr=0.5",
+                     "scheduler=none", "test=false", f"hydra.run.dir={run_dir}", cwd=tmp_path, env=BYO_PATH)
     assert result.returncode == 0, result.stderr[-3000:]
     import torch
 
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
-    lr = checkpoint["optimizer_states"][0]["param_groups"][0]["lr"]
-    assert lr == (0.5 if module == "NoOptimizerModule" else 0.0123)
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == 0.5
+
+
+def test_a_module_with_its_own_optimizer_keeps_it_and_says_the_groups_are_unused(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("model._target_=byo_models.OwnOptimizerModule", *BYO, "test=false", f"hydra.run.dir={run_dir}",
+                     cwd=tmp_path, env=BYO_PATH)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("lit_train: OwnOptimizerModule has its own configure_optimizers; the optimizer and scheduler groups "
+            "are not used\n") in result.stdout
+    import torch
+
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == 0.0123
+
+
+@pytest.mark.parametrize("override", ["optimizer.lr=0.5", "scheduler=step", "optimizer=sgd"])
+def test_setting_an_unused_optimizer_group_is_refused(override, tmp_path):
+    result = run_cli("model._target_=byo_models.OwnOptimizerModule", *BYO, override, f"hydra.run.dir={tmp_path / 'run'}",
+                     cwd=tmp_path, env=BYO_PATH)
+    assert result.returncode == 2
+    key = override.split("=")[0]
+    assert result.stderr.splitlines()[-2:] == [
+        f"error: {key}: OwnOptimizerModule has its own configure_optimizers, so the optimizer and scheduler groups "
+        "are not used; set its optimizer in the module (through model.<its argument>=...)",
+        "lit_train: 1 config problem(s); nothing was run.",
+    ]
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

@@ -34,7 +34,14 @@ def test_readme_has_commands():
 def test_single_run_command_trains(args, tmp_path):
     overrides = [a for a in expand_callback_additions(args) if not a.startswith("-")]
     if any("my_pkg" in a for a in overrides):
-        pytest.skip("placeholder for the reader's own package (bring-your-own is tested in test_cli.py)")
+        # The reader's own package: tests/byo/my_pkg, written as a user writes one, through the real CLI.
+        result = run_cli(*args, "debug=fast_dev_run", f"hydra.run.dir={tmp_path}", cwd=tmp_path,
+                         env={"PYTHONPATH": str(ROOT / "tests" / "byo")})
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert read_summary(tmp_path)["status"] == "completed"
+        (shown,) = [b for b in _blocks("text") if b.startswith("lit_train: my_pkg.")]
+        assert all(f"{line}\n" in result.stdout for line in shown.splitlines()), result.stdout
+        return
     cfg = compose_config([*overrides, "debug=fast_dev_run", "callbacks.progress_bar=null"], run_dir=tmp_path)
     assert validate(cfg) == []
     run(cfg)

@@ -21,6 +21,10 @@ from lit_train.config.validate import validate
 EXIT_BAD_CONFIG = 2
 
 
+class ConfigProblem(ValueError):
+    """A config problem that shows only once the run has built its objects (the class behind a ``_target_``)."""
+
+
 def report(problems: list[str]) -> None:
     """Prints ``problems`` one line each, then what was not done."""
     for problem in problems:

@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from lit_train.config.checks import refuse, report
+from lit_train.config.checks import ConfigProblem, refuse, report
 from lit_train.config.compose import CONFIG_MODULE, CONFIG_NAME, check_overrides
 from lit_train.config.messages import describe
 from lit_train.config.overrides import expand_callback_additions
@@ -29,12 +29,17 @@ _FLAGS_WITH_VALUE = ("-c", "--cfg", "-p", "--package", "-cp", "--config-path", "
                      "-cd", "--config-dir", "--experimental-rerun", "-sc", "--shell-completion")
 
 
+#: Jobs this process started: an error that reaches main() before any is the command line's.
+_jobs_started: list[str] = []
+
+
 class ConfigError(Exception):
     """A config problem found inside a job of a sweep (a value a sweeper generated)."""
 
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME)
 def _job(cfg: DictConfig) -> float | None:
+    _jobs_started.append(HydraConfig.get().job.name)
     # A single run was checked as Hydra composed it; a sweeper may generate values no check saw.
     if HydraConfig.get().mode == RunMode.MULTIRUN and (problems := validate(cfg)):
         report(problems)
@@ -44,6 +49,8 @@ def _job(cfg: DictConfig) -> float | None:
     try:
         with ranks_of_this_job():
             return run(cfg)
+    except ConfigProblem as problem:
+        refuse([str(problem)])
     except Exception as error:
         if cfg.verbose:
             raise
@@ -85,11 +92,11 @@ def main(argv: list[str] | None = None) -> None:
     # Hydra's errors come here instead of to its own report (a traceback): a command line that
     # does not compose is then explained one line per bad override. Ranks and trials inherit it.
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    HydraConfig.instance().cfg = None  # set again when a job starts: an error before that is the command line's
+    _jobs_started.clear()
     try:
         _job()
     except Exception as error:
-        if HydraConfig.initialized():
+        if _jobs_started:
             raise
         multirun = any(arg in ("-m", "--multirun") for arg in expanded)
         refuse(check_overrides(_overrides(expanded), multirun) or [describe(error)])

@@ -17,9 +17,11 @@ from lightning.pytorch.callbacks import ModelSummary as LightningModelSummary
 from lit_callbacks import Warmup
 from omegaconf import DictConfig, OmegaConf
 
+from lit_train.config.checks import ConfigProblem
 from lit_train.training.atomic import remove_stale_temporaries
 from lit_train.training.checkpoint import check_checkpoint_fits
 from lit_train.training.checkpoint_io import AtomicCheckpointIO
+from lit_train.training.construct import construct
 from lit_train.training.console import ModelSummary, QuietLightning, quiet_lightning
 from lit_train.training.loggers import ResumableCSVLogger
 from lit_train.training.optim import Optimization, attach_optimizers
@@ -291,6 +293,20 @@ def _task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
+def _check_groups_unused(module: L.LightningModule, overrides: list[str]) -> None:
+    """A module with its own ``configure_optimizers`` leaves the optimizer and scheduler groups unused: says so.
+
+    Raises:
+        ConfigProblem: If the command line set one of them, which would be silently ignored.
+    """
+    name = type(module).__qualname__
+    if explicit := [o for o in overrides if o.lstrip("+~").startswith(("optimizer", "scheduler"))]:
+        raise ConfigProblem(f"{explicit[0].split('=')[0].lstrip('+~')}: {name} has its own configure_optimizers, "
+                            "so the optimizer and scheduler groups are not used; set its optimizer in the module "
+                            "(through model.<its argument>=...)")
+    print(f"lit_train: {name} has its own configure_optimizers; the optimizer and scheduler groups are not used")
+
+
 def _checkpoint_folders(cfg: DictConfig) -> list[Path]:
     """Where this run's checkpoints go: ``run_dir/checkpoints`` and any checkpoint callback's ``dirpath``."""
     folders = [Path(cfg.run_dir) / "checkpoints"]
@@ -303,10 +319,11 @@ def _checkpoint_folders(cfg: DictConfig) -> list[Path]:
 def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None) -> float | None:
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data, _convert_="all")
-    module = instantiate(cfg.model, _convert_="all")
+    datamodule = construct(cfg.data, "data")
+    module = construct(cfg.model, "model")
     optimization = build_optimization(cfg.optimizer, cfg.scheduler, cfg.data.get("batch_size"))
-    attach_optimizers(module, optimization)
+    if not attach_optimizers(module, optimization):
+        _check_groups_unused(module, _task_overrides())
     start = _checkpoint_to_load(cfg, module)
     trainer = build_trainer(cfg, run_dir, start["ckpt_path"] if cfg.action == "train" and cfg.train else None)
 
