@@ -4,6 +4,7 @@ import re
 
 import lightning.pytorch as L
 import pytest
+import torch
 from support import ROOT
 
 from lit_train import _compat
@@ -30,6 +31,28 @@ def test_lightning_rank_command_builders_resolve():
         "lightning.pytorch.strategies.launchers.subprocess_script",
     ]
     assert all(callable(getattr(module, _compat.RANK_COMMAND)) for module in modules)
+
+
+def test_lightning_sets_the_current_hook_attribute_on_the_module():
+    from lit_train.modules import Classifier
+
+    seen = []
+
+    class Recording(Classifier):
+        def __setattr__(self, name, value):
+            if name == _compat.CURRENT_HOOK_ATTRIBUTE:
+                seen.append(value)
+            super().__setattr__(name, value)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    module = Recording(torch.nn.Linear(2, 2), num_classes=2)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_steps=1,
+                        enable_model_summary=False)
+    data = torch.utils.data.TensorDataset(torch.randn(4, 2), torch.tensor([0, 1, 0, 1]))
+    trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=2))
+    assert "training_step" in seen
 
 
 def test_should_update_logs_reads_the_trainer():

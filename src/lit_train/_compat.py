@@ -99,6 +99,10 @@ def rank_command_modules() -> tuple[ModuleType, ...]:
     return modules
 
 
+#: The attribute Lightning sets on a LightningModule around every hook call (about fifty times a step).
+CURRENT_HOOK_ATTRIBUTE = "_current_fx_name"
+
+
 def should_update_logs(trainer: Any) -> bool:
     """Whether Lightning sends step metrics to the loggers at this step (its logging steps, and the last step)."""
     return trainer._logger_connector.should_update_logs

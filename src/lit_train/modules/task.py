@@ -7,7 +7,7 @@ import lightning.pytorch as L
 import torch
 from torch import Tensor, nn
 
-from lit_train._compat import should_update_logs
+from lit_train._compat import CURRENT_HOOK_ATTRIBUTE, should_update_logs
 from lit_train.modules.running_means import RunningMeans
 
 STAGES = ("train", "val", "test")
@@ -47,9 +47,9 @@ class TaskModule(L.LightningModule):
         self._train_epoch = -1  # the epoch the training sums belong to
 
     def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets _current_fx_name around every hook call, about fifty times a training step;
+        # Lightning sets this attribute around every hook call, about fifty times a training step;
         # it is a plain string, so nn.Module's checks for parameters, modules and buffers are wasted there.
-        if name == "_current_fx_name":
+        if name == CURRENT_HOOK_ATTRIBUTE:
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
