@@ -34,7 +34,7 @@ def test_lightning_rank_command_builders_resolve():
 
 
 def test_lightning_sets_the_current_hook_attribute_on_the_module():
-    from lit_train.modules import Classifier
+    from lit_train.modules import Classifier, QuickHooks
 
     seen = []
 
@@ -53,6 +53,7 @@ def test_lightning_sets_the_current_hook_attribute_on_the_module():
     data = torch.utils.data.TensorDataset(torch.randn(4, 2), torch.tensor([0, 1, 0, 1]))
     trainer.fit(module, torch.utils.data.DataLoader(data, batch_size=2))
     assert "training_step" in seen
+    assert isinstance(module, QuickHooks)  # whose shortcut is keyed on that attribute
 
 
 def test_should_update_logs_reads_the_trainer():

@@ -157,3 +157,23 @@ def test_a_run_resumed_from_an_epoch_end_checkpoint_equals_the_uninterrupted_one
     assert all(torch.equal(a, b) for a, b in zip(whole_module.parameters(), resumed_module.parameters()))
     assert resumed.logger.values("train/loss") == whole.logger.values("train/loss")[1:]
 
+
+
+def test_quick_hooks_skip_module_checks_only_for_lightnings_hook_attribute(monkeypatch):
+    import lightning.pytorch as L
+    from torch import nn
+
+    from lit_train._compat import CURRENT_HOOK_ATTRIBUTE
+    from lit_train.modules import QuickHooks
+
+    class Mine(QuickHooks, L.LightningModule):
+        pass
+
+    module = Mine()
+    checked = []
+    monkeypatch.setattr(nn.Module, "__setattr__", lambda self, name, value: (checked.append(name),
+                                                                              object.__setattr__(self, name, value)))
+    setattr(module, CURRENT_HOOK_ATTRIBUTE, "training_step")
+    module.layer = "kept"
+    assert checked == ["layer"]
+    assert getattr(module, CURRENT_HOOK_ATTRIBUTE) == "training_step"

@@ -6,7 +6,8 @@ They define no ``configure_optimizers``: lit_train attaches one built from the
 
 from lit_train.modules.classifier import Classifier
 from lit_train.modules.language_model import LanguageModel
+from lit_train.modules.quick_hooks import QuickHooks
 from lit_train.modules.regressor import Regressor
 from lit_train.modules.task import TaskModule
 
-__all__ = ["Classifier", "LanguageModel", "Regressor", "TaskModule"]
+__all__ = ["Classifier", "LanguageModel", "QuickHooks", "Regressor", "TaskModule"]

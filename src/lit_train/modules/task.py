@@ -7,13 +7,14 @@ import lightning.pytorch as L
 import torch
 from torch import Tensor, nn
 
-from lit_train._compat import CURRENT_HOOK_ATTRIBUTE, should_update_logs
+from lit_train._compat import should_update_logs
+from lit_train.modules.quick_hooks import QuickHooks
 from lit_train.modules.running_means import RunningMeans
 
 STAGES = ("train", "val", "test")
 
 
-class TaskModule(L.LightningModule):
+class TaskModule(QuickHooks, L.LightningModule):
     """Runs ``net``, returns the loss and logs ``<stage>/loss`` plus the subclass's metrics.
 
     Subclasses implement :meth:`step`, returning the batch's mean loss and the batch
@@ -45,14 +46,6 @@ class TaskModule(L.LightningModule):
         self._epoch = {stage: RunningMeans(names) for stage in STAGES}
         self._window = RunningMeans(names)  # training steps since the last log
         self._train_epoch = -1  # the epoch the training sums belong to
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets this attribute around every hook call, about fifty times a training step;
-        # it is a plain string, so nn.Module's checks for parameters, modules and buffers are wasted there.
-        if name == CURRENT_HOOK_ATTRIBUTE:
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
