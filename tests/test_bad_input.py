@@ -104,7 +104,7 @@ CASES = [
     Case(("monitor=val/los",), "monitor: 'val/los' is never logged by the model; did you mean 'val/loss'?"),
     # Models, data and targets that do not go together or do not exist.
     Case(("model=regressor",), "model: lit_train.modules.Regressor is for regression but data (lit_train.data.DigitsDataModule) is classification data"),
-    Case(("model._target_=my_pkg.Model",), "model._target_: cannot import 'my_pkg.Model': no module named 'my_pkg'"),
+    Case(("model._target_=no_such_pkg.Model",), "model._target_: cannot import 'no_such_pkg.Model': no module named 'no_such_pkg'"),
     # Checkpoints and directories named on the command line.
     Case(("ckpt_path={tmp}/nowhere.ckpt",), "ckpt_path: no checkpoint file at '{tmp}/nowhere.ckpt'"),
     Case(("ckpt_path={corrupt}",), "ckpt_path: '{corrupt}' is not a readable checkpoint (truncated or corrupt?)"),

@@ -11,6 +11,9 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import (
+    CompactHydraException, ConfigCompositionException, MissingConfigException, OverrideParseException,
+)
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
@@ -29,6 +32,9 @@ _FLAGS_WITH_VALUE = ("-c", "--cfg", "-p", "--package", "-cp", "--config-path", "
                      "-cd", "--config-dir", "--experimental-rerun", "-sc", "--shell-completion")
 
 
+#: Hydra's errors for a command line that does not compose (a ValueError for a group set to null):
+#: explained here, one line per bad override. Errors after composition (a sweeper's) stay Hydra's.
+_COMPOSITION_ERRORS = (ConfigCompositionException, MissingConfigException, OverrideParseException, ValueError)
 #: Jobs this process started: an error that reaches main() before any is the command line's.
 _jobs_started: list[str] = []
 
@@ -95,8 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     _jobs_started.clear()
     try:
         _job()
-    except Exception as error:
-        if _jobs_started:
+    except _COMPOSITION_ERRORS as error:
+        if _jobs_started:  # an error of a job (verbose=true), not of the command line
             raise
         multirun = any(arg in ("-m", "--multirun") for arg in expanded)
         refuse(check_overrides(_overrides(expanded), multirun) or [describe(error)])
+    except CompactHydraException as error:
+        # A message meant to be shown without a traceback (a sweeper's settings), as Hydra shows it.
+        print(error, file=sys.stderr)
+        sys.exit(EXIT_RUN_FAILED)
