@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
@@ -28,6 +29,13 @@ FAST = [
 def compose_config(overrides: list[str], run_dir: Path | str | None = None) -> DictConfig:
     """The composed lit_train config, as the CLI would build it (with ``run_dir`` pinned)."""
     return compose(overrides + ([f"run_dir={run_dir}"] if run_dir is not None else []))
+
+
+def compose_with_hydra(overrides: list[str] | None = None) -> DictConfig:
+    """The composed config with Hydra's own node (run and sweep dirs, launcher, sweeper), as Hydra's callbacks get it."""
+    GlobalHydra.instance().clear()
+    with initialize_config_module("lit_train.conf", version_base="1.3"):
+        return hydra_compose("config", overrides=overrides or [], return_hydra_config=True)
 
 
 def group_options(group: str) -> list[str]:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hydra import compose, initialize_config_dir, initialize_config_module
+from hydra import compose, initialize_config_dir
 from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
-from support import read_summary, run_cli
+from support import compose_with_hydra, read_summary, run_cli
 
 from lit_train.config.launcher import launcher_problems
 from lit_train.launch.ranks import rank_command, ranks_of_this_job
@@ -102,11 +102,9 @@ def test_torchrun_workers_share_one_run_directory(store, tmp_path):
 @pytest.fixture
 def sweep_job(tmp_path):
     """Hydra's state inside job 1 of ``-m optimizer=adam,adamw trainer=ddp`` with a launcher override."""
-    with initialize_config_module("lit_train.conf", version_base="1.3"):
-        cfg = compose("config", overrides=["hydra.mode=MULTIRUN", "hydra.sweep.dir=sweep", "hydra/launcher=basic",
-                                           "hydra.job.chdir=false", "optimizer=adamw", "trainer=ddp",
-                                           "callbacks=[default,early_stopping]"],
-                      return_hydra_config=True)
+    cfg = compose_with_hydra(["hydra.mode=MULTIRUN", "hydra.sweep.dir=sweep", "hydra/launcher=basic",
+                              "hydra.job.chdir=false", "optimizer=adamw", "trainer=ddp",
+                              "callbacks=[default,early_stopping]"])
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(tmp_path / "sweep" / "1")
         cfg.hydra.job.num = 1
@@ -189,8 +187,7 @@ MULTI_NODE = ["hydra/launcher=slurm", "trainer=ddp", "trainer.accelerator=gpu", 
 
 
 def test_slurm_preset_runs_a_task_per_device_and_requeues():
-    with initialize_config_module("lit_train.conf", version_base="1.3"):
-        cfg = compose("config", overrides=MULTI_NODE, return_hydra_config=True)
+    cfg = compose_with_hydra(MULTI_NODE)
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     assert launcher["_target_"] == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher["nodes"], launcher["tasks_per_node"], launcher["gpus_per_node"]) == (2, 4, 4)
@@ -199,15 +196,10 @@ def test_slurm_preset_runs_a_task_per_device_and_requeues():
     assert launcher["submitit_folder"] == "outputs/my_sweep/.submitit/%j"
 
 
-def _sweep_config(overrides: list[str]):
-    with initialize_config_module("lit_train.conf", version_base="1.3"):
-        return compose("config", overrides=overrides, return_hydra_config=True)
-
-
 def test_slurm_preset_passes_lit_train_checks():
     sweep = [*MULTI_NODE, "optimizer=adam,adamw"]
     assert check_overrides(sweep, multirun=True) == []
-    assert launcher_problems(_sweep_config(MULTI_NODE)) == []
+    assert launcher_problems(compose_with_hydra(MULTI_NODE)) == []
 
 
 def test_slurm_preset_renders_the_sbatch_flags(tmp_path, monkeypatch):
@@ -223,9 +215,7 @@ def test_slurm_preset_renders_the_sbatch_flags(tmp_path, monkeypatch):
         (fake / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(submitit.Job, "results", lambda job: [None])
-    with initialize_config_module("lit_train.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[*MULTI_NODE[:-1], f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-                      return_hydra_config=True)
+    cfg = compose_with_hydra([*MULTI_NODE[:-1], f"hydra.sweep.dir={tmp_path / 'sweep'}"])
     launcher = instantiate(cfg.hydra.launcher)
     launcher.setup(hydra_context=None, task_function=print, config=cfg)
     launcher.launch([["optimizer=adam"]], initial_job_idx=0)
@@ -253,6 +243,6 @@ def test_slurm_preset_needs_a_number_of_devices(tmp_path):
 
 
 def test_slurm_preset_without_resume_says_a_requeued_job_would_start_over(capsys):
-    problems = launcher_problems(_sweep_config([*MULTI_NODE[:5], "optimizer=adam"]))
+    problems = launcher_problems(compose_with_hydra([*MULTI_NODE[:5], "optimizer=adam"]))
     assert problems == []
     assert "resume=auto" in capsys.readouterr().err

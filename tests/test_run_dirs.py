@@ -8,9 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
-from support import read_summary
+from support import compose_with_hydra, read_summary
 
 from lit_train.config.overrides import quote
 from lit_train.launch import torchrun
@@ -20,9 +19,8 @@ STAMP = r"\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d-\d{6}-(\d+)"
 
 
 def _hydra_dirs(overrides: list[str] | None = None) -> tuple[str, str]:
-    with initialize_config_module("lit_train.conf", version_base="1.3"):
-        cfg = compose("config", overrides=overrides or [], return_hydra_config=True)
-        return str(cfg.hydra.run.dir), str(cfg.hydra.sweep.dir)
+    cfg = compose_with_hydra(overrides or [])
+    return str(cfg.hydra.run.dir), str(cfg.hydra.sweep.dir)
 
 
 def test_default_dirs_hold_the_time_to_the_microsecond_and_the_pid():
@@ -53,8 +51,7 @@ def test_a_pickled_sweep_config_resolves_to_the_same_dir_elsewhere():
     """A launcher that ships the sweep's config to another process (submitit) gets the same sweep dir."""
     import cloudpickle
 
-    with initialize_config_module("lit_train.conf", version_base="1.3"):
-        cfg = compose("config", return_hydra_config=True)
+    cfg = compose_with_hydra()
     sweep_dir = str(cfg.hydra.sweep.dir)
     code = ("import sys, cloudpickle, lit_train.launch.cli\n"
             "from hydra.core.utils import setup_globals\n"
@@ -96,21 +93,16 @@ def torchrun_store(monkeypatch):
     torchrun._stores.clear()
 
 
-def _composed(overrides: list[str]):
-    with initialize_config_module("lit_train.conf", version_base="1.3"):
-        return compose("config", overrides=overrides, return_hydra_config=True)
-
-
 def test_outside_torchrun_nothing_changes(monkeypatch):
     monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
-    cfg = _composed(["hydra.run.dir=outputs/mine"])
+    cfg = compose_with_hydra(["hydra.run.dir=outputs/mine"])
     torchrun.share_dir(cfg, "hydra.run.dir")
     assert (cfg.hydra.run.dir, cfg.hydra.output_subdir, cfg.hydra.job.name) == ("outputs/mine", ".hydra", "lit_train")
 
 
 def test_a_torchrun_worker_takes_the_directory_proposed_first(torchrun_store):
     torchrun_store.set("lit_train/hydra.run.dir", "outputs/runs/chosen")
-    cfg = _composed(["optimizer=adam"])
+    cfg = compose_with_hydra(["optimizer=adam"])
     torchrun.share_dir(cfg, "hydra.run.dir")
     assert (cfg.hydra.run.dir, cfg.hydra.output_subdir, cfg.hydra.job.name) == (
         "outputs/runs/chosen", None, "lit_train_rank1")
@@ -118,7 +110,7 @@ def test_a_torchrun_worker_takes_the_directory_proposed_first(torchrun_store):
 
 def test_the_first_torchrun_worker_proposes_its_own_directory(torchrun_store, monkeypatch):
     monkeypatch.setenv("RANK", "0")
-    cfg = _composed(["hydra.run.dir=outputs/${now:%f}/${lit_train.pid:}"])
+    cfg = compose_with_hydra(["hydra.run.dir=outputs/${now:%f}/${lit_train.pid:}"])
     torchrun.share_dir(cfg, "hydra.run.dir")
     assert re.fullmatch(rf"outputs/\d{{6}}/{os.getpid()}", cfg.hydra.run.dir)
     assert torchrun_store.get("lit_train/hydra.run.dir").decode() == cfg.hydra.run.dir
@@ -127,7 +119,7 @@ def test_the_first_torchrun_worker_proposes_its_own_directory(torchrun_store, mo
 
 def test_torchrun_workers_of_a_sweep_agree_on_the_sweep_dir(torchrun_store):
     torchrun_store.set("lit_train/hydra.sweep.dir", "outputs/multiruns/chosen")
-    cfg = _composed([])
+    cfg = compose_with_hydra([])
     torchrun.share_dir(cfg, "hydra.sweep.dir")
     assert cfg.hydra.sweep.dir == "outputs/multiruns/chosen"
 

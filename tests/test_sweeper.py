@@ -5,12 +5,11 @@ import math
 import optuna
 import pytest
 import yaml
-from hydra import compose, initialize_config_module
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
-from support import ROOT, compose_config, read_summary, run_cli
+from support import ROOT, compose_config, compose_with_hydra, read_summary, run_cli
 
 from hydra_plugins.lit_train_optuna_sweeper import config as sweeper_config
 from hydra_plugins.lit_train_optuna_sweeper._impl import (
@@ -90,8 +89,7 @@ def test_the_optuna_preset_composes_and_searches_six_keys(tmp_path):
     cfg = compose_config(["hparams_search=optuna"], run_dir=tmp_path)
     assert validate(cfg) == []
     assert (cfg.monitor, cfg.mode, cfg.model.net._target_) == ("val/acc", "max", "lit_train.models.MLP")
-    with initialize_config_module("lit_train.conf", version_base="1.3"):
-        sweeper = compose("config", overrides=["hparams_search=optuna"], return_hydra_config=True).hydra.sweeper
+    sweeper = compose_with_hydra(["hparams_search=optuna"]).hydra.sweeper
     assert (sweeper.sampler._target_, sweeper.sampler.seed, sweeper.pruner._target_, sweeper.n_trials) == (
         "optuna.samplers.TPESampler", 0, "optuna.pruners.PercentilePruner", 30)
     space, fixed, problems = parse_search_space(OmegaConf.to_container(sweeper.params), [])
