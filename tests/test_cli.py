@@ -259,3 +259,26 @@ def test_exploding_training_stops_on_non_finite_gradients(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = read_summary(run_dir)
     assert summary["stopped_reason"] == "non_finite_gradient" and summary["global_step"] < 20
+
+
+def test_plain_trainer_arguments_without_plus(tmp_path):
+    """A Lightning user's Trainer flags work as typed; switching off the progress bar drops lit_train's bar."""
+    run_dir = tmp_path / "run"
+    result = run_cli(*FAST, "trainer.limit_train_batches=4", "trainer.val_check_interval=0.5", "trainer.benchmark=true",
+                     "trainer.enable_progress_bar=false", "test=false", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    validated_at = [row.split(",")[header.index("step")] for row in rows[1:]
+                    if row.split(",")[header.index("val/loss")]]
+    assert validated_at == ["1", "3"]  # twice an epoch of 4 steps (the step index is 0-based)
+    assert "epoch 1/1" not in result.stdout
+
+
+def test_switching_off_checkpointing_keeps_only_the_final_state(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(*FAST, "trainer.enable_checkpointing=false", "test=false", f"hydra.run.dir={run_dir}",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
+    assert read_summary(run_dir)["best_checkpoint"] is None

@@ -28,3 +28,20 @@ def test_the_class_defaults_pass_the_spec(target, spec):
 def test_length_arguments_are_arguments():
     for target, spec in SCHEDULERS.items():
         assert spec.length_arg is None or spec.length_arg in spec.params, target
+
+
+def test_trainer_arguments_are_the_trainers_signature():
+    import lightning.pytorch as L
+
+    from lit_train.config.specs import TRAINER_ARGUMENTS
+
+    assert TRAINER_ARGUMENTS == set(inspect.signature(L.Trainer).parameters)
+
+
+def test_every_trainer_argument_is_a_key_of_the_trainer_group():
+    from support import compose_config
+
+    from lit_train.config.specs import TRAINER_ARGUMENTS, TRAINER_SET_BY_LIT_TRAIN
+
+    keys = set(compose_config([]).trainer) - {"_target_"}
+    assert keys == TRAINER_ARGUMENTS - TRAINER_SET_BY_LIT_TRAIN

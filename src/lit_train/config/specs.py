@@ -120,6 +120,20 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
     ),
 }
 
+#: The arguments of ``lightning.pytorch.Trainer`` (a test holds them to its signature).
+TRAINER_ARGUMENTS = frozenset({
+    "accelerator", "strategy", "devices", "num_nodes", "precision", "logger", "callbacks", "fast_dev_run",
+    "max_epochs", "min_epochs", "max_steps", "min_steps", "max_time", "limit_train_batches", "limit_val_batches",
+    "limit_test_batches", "limit_predict_batches", "overfit_batches", "val_check_interval",
+    "check_val_every_n_epoch", "num_sanity_val_steps", "log_every_n_steps", "enable_checkpointing",
+    "enable_progress_bar", "enable_model_summary", "accumulate_grad_batches", "gradient_clip_val",
+    "gradient_clip_algorithm", "deterministic", "benchmark", "inference_mode", "use_distributed_sampler",
+    "profiler", "detect_anomaly", "barebones", "plugins", "sync_batchnorm", "reload_dataloaders_every_n_epochs",
+    "default_root_dir", "enable_autolog_hparams", "model_registry",
+})
+#: Trainer arguments that lit_train sets from its own groups and run directory, never from ``trainer.*``.
+TRAINER_SET_BY_LIT_TRAIN = frozenset({"logger", "callbacks", "plugins", "default_root_dir"})
+
 #: Keys of the ``optimizer`` group that lit_train reads itself (never passed to the optimizer).
 OPTIMIZER_KEYS = frozenset({"decay_norm_and_bias", "scale_lr", "base_batch_size"})
 #: Keys of the ``scheduler`` group that lit_train reads itself (Lightning's scheduler config).

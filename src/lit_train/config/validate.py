@@ -15,7 +15,9 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from lit_train.config.specs import HYDRA_KEYS, MODULES, OPTIMIZER_KEYS, OPTIMIZERS, SCHEDULER_KEYS, SCHEDULERS
+from lit_train.config.specs import (
+    HYDRA_KEYS, MODULES, OPTIMIZER_KEYS, OPTIMIZERS, SCHEDULER_KEYS, SCHEDULERS, TRAINER_ARGUMENTS, TRAINER_SET_BY_LIT_TRAIN,
+)
 from lit_train.config.messages import did_you_mean
 from lit_train.config.rules import Flag, ListOf, Number, OneOf, Text, Union
 
@@ -96,6 +98,22 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
         "limit_val_batches": Number(0, nullable=True),
         "limit_test_batches": Number(0, nullable=True),
         "detect_anomaly": Flag(),
+        "min_epochs": Number(0, integer=True, nullable=True),
+        "min_steps": Number(0, integer=True, nullable=True),
+        "limit_predict_batches": Number(0, nullable=True),
+        # A fraction of the training epoch, or a number of batches.
+        "val_check_interval": Number(0, low_open=True, nullable=True),
+        "num_sanity_val_steps": Number(0, integer=True, nullable=True, also=(-1,)),
+        "enable_checkpointing": Flag(nullable=True),
+        "enable_progress_bar": Flag(nullable=True),
+        "enable_model_summary": Flag(nullable=True),
+        "benchmark": Flag(nullable=True),
+        "inference_mode": Flag(),
+        "use_distributed_sampler": Flag(),
+        "barebones": Flag(),
+        "sync_batchnorm": Flag(),
+        "reload_dataloaders_every_n_epochs": Number(0, integer=True),
+        "enable_autolog_hparams": Flag(),
         "profiler": OneOf(("advanced", "pytorch", "simple"), nullable=True),
     },
 }
@@ -296,6 +314,17 @@ def _check_callbacks(callbacks: Any, problems: list[str]) -> None:
                             f"ratio={entry.get('ratio')!r}")
 
 
+def _check_trainer_keys(trainer: dict, problems: list[str]) -> None:
+    if trainer.get("_target_") != "lightning.pytorch.Trainer":
+        return
+    for key in trainer:
+        if key in TRAINER_SET_BY_LIT_TRAIN:
+            problems.append(f"trainer.{key}: set by lit_train (from its groups and the run directory), not here")
+        elif key not in TRAINER_ARGUMENTS and key not in HYDRA_KEYS:
+            problems.append(f"trainer.{key}: not an argument of lightning.pytorch.Trainer"
+                            f"{did_you_mean(key, sorted(TRAINER_ARGUMENTS - TRAINER_SET_BY_LIT_TRAIN))}")
+
+
 def _check_packages(cfg: dict, problems: list[str]) -> None:
     strategy = str(cfg.get("trainer", {}).get("strategy", ""))
     for prefix, package in STRATEGY_PACKAGES.items():
@@ -410,6 +439,8 @@ def validate(cfg: DictConfig) -> list[str]:
     for group in ("data", "optimizer", "scheduler", "trainer"):
         if group in plain:
             _check_rules(plain[group], GROUP_RULES[group], f"{group}.", problems)
+    if "trainer" in plain:
+        _check_trainer_keys(plain["trainer"], problems)
     if "optimizer" in plain:
         _check_optimizer(plain["optimizer"], problems)
     logged = _check_model(plain, problems) if "model" in plain else None

@@ -165,13 +165,18 @@ def build_trainer(cfg: DictConfig, run_dir: Path, resume_from: str | None = None
         from lit_train.sweep.pruning import TrialPruning
 
         callbacks.append(TrialPruning(**cfg.trial, monitor=cfg.monitor))
+    # trainer.enable_checkpointing=false and trainer.enable_progress_bar=false win over the callbacks group.
+    switched_off = tuple(kind for key, kind in (("enable_checkpointing", ModelCheckpoint),
+                                                 ("enable_progress_bar", ProgressBar))
+                         if cfg.trainer.get(key) is False)
+    callbacks = [c for c in callbacks if not isinstance(c, switched_off)]
     if not logger and any(isinstance(c, LearningRateMonitor) for c in callbacks):
         print("lit_train: callbacks.lr_monitor is off, as logger=none gives it nowhere to log")
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     # lit_train's one-line summary unless switched off or a summary callback is configured; Lightning's own
     # default stays off either way (with a configured one, it would only say that it skips).
     configured_summary = any(isinstance(c, LightningModelSummary) for c in callbacks)
-    if cfg.trainer.get("enable_model_summary", True) and not configured_summary:
+    if cfg.trainer.get("enable_model_summary") is not False and not configured_summary:
         callbacks.append(ModelSummary())
     # Sharded strategies write checkpoint folders with their own IO.
     sharded = str(cfg.trainer.get("strategy", "")).startswith(("fsdp", "deepspeed"))
