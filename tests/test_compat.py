@@ -56,6 +56,18 @@ def test_lightning_sets_the_current_hook_attribute_on_the_module():
     assert isinstance(module, QuickHooks)  # whose shortcut is keyed on that attribute
 
 
+def test_model_checkpoint_internals_resolve():
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    checkpoint = ModelCheckpoint(every_n_train_steps=7, save_last=True)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, callbacks=[checkpoint], max_steps=1)
+    assert _compat.checkpoint_interval(checkpoint) == 7
+    assert isinstance(_compat.monitor_candidates(checkpoint, trainer), dict)
+    assert isinstance(_compat.should_skip_saving_checkpoint(checkpoint, trainer), bool)
+    assert callable(checkpoint._save_last_checkpoint)  # noqa: the name _compat.save_last_checkpoint calls
+    assert _compat.state_key(checkpoint, a=1).startswith("ModelCheckpoint{")
+
+
 def test_should_update_logs_reads_the_trainer():
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, log_every_n_steps=1)
     assert isinstance(_compat.should_update_logs(trainer), bool)
@@ -100,4 +112,33 @@ def test_private_names_of_other_packages_appear_only_in_compat():
             code = line.split("#")[0]
             if _PRIVATE_USE.search(code) and "``" not in code:
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+def _lightning_private_names(instance) -> set[str]:
+    names = set(dir(type(instance))) | set(vars(instance))
+    return {name for name in names if name.startswith("_") and not name.startswith("__")}
+
+
+def _lightning_bases():
+    """Each lit_train module that subclasses a Lightning class, with an instance of that Lightning class."""
+    from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ModelSummary, ProgressBar
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+    from lightning.pytorch.profilers import PassThroughProfiler
+
+    return [
+        ("training/checkpoint.py", ModelCheckpoint()), ("training/checkpoint_io.py", TorchCheckpointIO()),
+        ("training/console.py", ModelSummary()), ("training/console.py", Callback()),
+        ("training/profiler.py", PassThroughProfiler()), ("training/progress.py", ProgressBar()),
+        ("training/resume.py", Callback()), ("training/run.py", Callback()), ("sweep/pruning.py", Callback()),
+        ("sweep/report.py", Callback()),
+    ]
+
+
+def test_subclasses_of_lightning_classes_touch_none_of_their_private_names():
+    """``self._x`` inside a subclass reads Lightning's own private state when the base defines ``_x``."""
+    offenders = []
+    for path, base in _lightning_bases():
+        used = set(re.findall(r"self\.(_[a-zA-Z]\w*)", (ROOT / "src" / "lit_train" / path).read_text()))
+        offenders += [f"{path}: {name}" for name in sorted(used & _lightning_private_names(base))]
     assert offenders == []

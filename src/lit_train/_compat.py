@@ -106,3 +106,30 @@ CURRENT_HOOK_ATTRIBUTE = "_current_fx_name"
 def should_update_logs(trainer: Any) -> bool:
     """Whether Lightning sends step metrics to the loggers at this step (its logging steps, and the last step)."""
     return trainer._logger_connector.should_update_logs
+
+
+def state_key(callback: Any, **identity: Any) -> str:
+    """Lightning's checkpoint key for ``callback`` with ``identity`` (``Callback._generate_state_key``)."""
+    return callback._generate_state_key(**identity)
+
+
+# ``ModelCheckpoint`` internals that lit_train's subclass reuses to write ``last.ckpt`` on schedule.
+
+def checkpoint_interval(callback: Any) -> int:
+    """The ``every_n_train_steps`` a ``ModelCheckpoint`` was built with (0: none)."""
+    return callback._every_n_train_steps
+
+
+def monitor_candidates(callback: Any, trainer: Any) -> dict[str, Any]:
+    """The metrics a ``ModelCheckpoint`` would choose the best from now."""
+    return callback._monitor_candidates(trainer)
+
+
+def should_skip_saving_checkpoint(callback: Any, trainer: Any) -> bool:
+    """Whether a ``ModelCheckpoint`` would skip a save now (sanity check, fast_dev_run, already saved this step)."""
+    return callback._should_skip_saving_checkpoint(trainer)
+
+
+def save_last_checkpoint(callback: Any, trainer: Any, candidates: dict[str, Any]) -> None:
+    """Writes a ``ModelCheckpoint``'s ``last.ckpt`` (or link) as Lightning does."""
+    callback._save_last_checkpoint(trainer, candidates)

@@ -17,6 +17,7 @@ from hydra.utils import get_object
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
+from lit_train._compat import state_key
 from lit_train.config.messages import describe
 from lit_train.sweep.storage import open_storage
 
@@ -93,7 +94,7 @@ class TrialPruning(Callback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(study=self.study, number=self.number)
+        return state_key(self, study=self.study, number=self.number)
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

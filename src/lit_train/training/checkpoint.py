@@ -10,6 +10,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpo
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.nn.parameter import UninitializedParameter
 
+from lit_train._compat import (
+    checkpoint_interval, monitor_candidates, save_last_checkpoint, should_skip_saving_checkpoint,
+)
 from lit_train.training.checkpoint_io import CheckpointError, read_checkpoint
 
 #: How many mismatched parameter names an error message lists before it says how many more there are.
@@ -36,11 +39,12 @@ class ModelCheckpoint(LightningModelCheckpoint):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if not (self.save_last and self._every_n_train_steps >= 1) or trainer.global_step % self._every_n_train_steps:
+        interval = checkpoint_interval(self)
+        if not (self.save_last and interval >= 1) or trainer.global_step % interval:
             return
-        candidates = self._monitor_candidates(trainer)
-        if self.monitor is not None and self.monitor not in candidates and not self._should_skip_saving_checkpoint(trainer):
-            self._save_last_checkpoint(trainer, candidates)
+        candidates = monitor_candidates(self, trainer)
+        if self.monitor is not None and self.monitor not in candidates and not should_skip_saving_checkpoint(self, trainer):
+            save_last_checkpoint(self, trainer, candidates)
 
     def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
         if current is None:
