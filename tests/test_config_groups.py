@@ -84,12 +84,13 @@ def test_registry_metrics_match_the_modules():
     "overrides",
     [
         ["trainer.precision=bf16-mixed"],
+        ["trainer.precision=64"],
         ["trainer.gradient_clip_val=1.0", "trainer.gradient_clip_algorithm=norm"],
         ["trainer.gradient_clip_val=0.5", "trainer.gradient_clip_algorithm=value"],
         ["trainer.accumulate_grad_batches=2", "trainer.limit_train_batches=4"],
         ["deterministic=true"],
     ],
-    ids=["bf16", "clip-norm", "clip-value", "accumulate", "deterministic"],
+    ids=["bf16", "double", "clip-norm", "clip-value", "accumulate", "deterministic"],
 )
 def test_plain_trainer_keys(overrides, tmp_path):
     cfg = compose_config([*FAST, *overrides], run_dir=tmp_path)

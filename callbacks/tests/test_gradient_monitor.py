@@ -1,5 +1,6 @@
 import copy
 import json
+import math
 import os
 import subprocess
 import sys
@@ -633,3 +634,13 @@ def test_device_drops_are_reported_before_the_parameters_change():
     with pytest.warns(UserWarning, match=rf"^1 non-finite gradient step\(s\) up to optimizer step 1; {NET_2}"):
         tiny_trainer(max_steps=4, callbacks=[monitor]).fit(FusedUnfreezing(), tiny_loader())
     assert monitor.skipped_steps == 1
+
+
+def test_double_precision_gradients_are_measured_in_double():
+    """``precision="64-true"`` gives float64 gradients, which a float32 norm would have to narrow."""
+    monitor = GradientMonitor(log_every_n_steps=1)
+    logger = MemoryLogger()
+    trainer = tiny_trainer(max_steps=2, precision="64-true", logger=logger, callbacks=[monitor])
+    trainer.fit(TinyModule(), tiny_loader())
+    assert [step for step, metrics in logger.records if "grad_norm/total" in metrics] == [0, 1]
+    assert all(math.isfinite(value) for value in monitor.last_metrics.values())

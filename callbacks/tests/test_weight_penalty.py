@@ -114,6 +114,15 @@ def test_logs_the_penalty_values_at_lightnings_logging_interval():
     assert logger.values("penalty/l2") == pytest.approx([l2, l2])
 
 
+def test_double_precision_weights_are_penalized_in_double():
+    model = TinyModule(lr=0.0)
+    trainer = tiny_trainer(max_steps=1, precision="64-true", callbacks=[WeightPenalty(l1=0.5, l2=0.25)])
+    trainer.fit(model, tiny_loader())
+    weights = [model.net[0].weight, model.net[2].weight]
+    assert weights[0].dtype == torch.float64
+    assert float(trainer.logged_metrics["penalty/l2"]) == pytest.approx(0.25 * sum(float(w.pow(2).sum()) for w in weights))
+
+
 def test_only_the_nonzero_penalty_is_logged():
     trainer = tiny_trainer(max_steps=1, log_every_n_steps=1, callbacks=[WeightPenalty(l2=0.1)])
     trainer.fit(TinyModule(), tiny_loader())

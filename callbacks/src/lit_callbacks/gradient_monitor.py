@@ -18,7 +18,9 @@ from torch.optim import Optimizer
 from typing_extensions import override
 
 from ._compat import clear_found_inf, foreach_norm, generate_state_key, set_found_inf, skips_step_on_found_inf
+from ._norms import norm_dtype
 from ._validation import check_bool, check_choice, check_int, check_number
+
 
 
 class GradientMonitor(Callback):
@@ -273,7 +275,7 @@ class GradientMonitor(Callback):
         # Per-gradient L2 norms: one fused kernel, reused for logging. A NaN or Inf anywhere makes
         # its norm non-finite; so does a finite gradient above ~1e19, told apart below when it happens.
         # (An inf-norm would be exact, but on a CPU it is an order of magnitude slower.)
-        norms = torch.stack(foreach_norm(grads, 2, dtype=torch.float32))
+        norms = torch.stack(foreach_norm(grads, 2, dtype=norm_dtype(grads[0])))
         if self._uses_device_skip(trainer, optimizer, norms.device):
             self._defer(trainer, optimizer, norms, self._present_index(present, norms.device), losses)
             if log_now:
@@ -314,7 +316,7 @@ class GradientMonitor(Callback):
     def _layer_norms(self, norms: Tensor, present: Sequence[int]) -> list[Tensor]:
         """Each layer's L2 norm and the total, from the per-gradient norms."""
         layers = self._present_index(present, norms.device)[0]
-        layer_sq = torch.zeros(len(self._layers), device=norms.device).index_add_(0, layers, norms.square())
+        layer_sq = torch.zeros(len(self._layers), device=norms.device, dtype=norms.dtype).index_add_(0, layers, norms.square())
         return [layer_sq.sqrt(), layer_sq.sum().sqrt().reshape(1)]
 
     def _defer(

@@ -12,6 +12,7 @@ from torch.optim import Optimizer
 from typing_extensions import override
 
 from ._compat import foreach_add_, foreach_norm, foreach_sign, generate_state_key
+from ._norms import norm_dtype
 from ._validation import check_bool, check_number
 
 
@@ -146,8 +147,8 @@ class WeightPenalty(Callback):
     def _log_penalty(self, pl_module: L.LightningModule, params: list[nn.Parameter]) -> None:
         values = {}
         if self.l1 != 0.0:
-            values["penalty/l1"] = self.l1 * torch.stack(foreach_norm(params, 1, dtype=torch.float32)).sum()
+            values["penalty/l1"] = self.l1 * torch.stack(foreach_norm(params, 1, dtype=norm_dtype(params[0]))).sum()
         if self.l2 != 0.0:
-            norms = torch.stack(foreach_norm(params, 2, dtype=torch.float32))
+            norms = torch.stack(foreach_norm(params, 2, dtype=norm_dtype(params[0])))
             values["penalty/l2"] = self.l2 * norms.square().sum()
         pl_module.log_dict(values, on_step=True, on_epoch=False, batch_size=1)
