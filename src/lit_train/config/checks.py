@@ -22,7 +22,8 @@ EXIT_BAD_CONFIG = 2
 
 
 class ConfigProblem(ValueError):
-    """A config problem that shows only once the run has built its objects (the class behind a ``_target_``)."""
+    """A config problem found inside a job: a value a sweeper generated, or one that shows only once the run
+    has built its objects (the class behind a ``_target_``)."""
 
 
 def report(problems: list[str]) -> None:

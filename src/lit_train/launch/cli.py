@@ -39,17 +39,13 @@ _COMPOSITION_ERRORS = (ConfigCompositionException, MissingConfigException, Overr
 _jobs_started: list[str] = []
 
 
-class ConfigError(Exception):
-    """A config problem found inside a job of a sweep (a value a sweeper generated)."""
-
-
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name=CONFIG_NAME)
 def _job(cfg: DictConfig) -> float | None:
     _jobs_started.append(HydraConfig.get().job.name)
     # A single run was checked as Hydra composed it; a sweeper may generate values no check saw.
     if HydraConfig.get().mode == RunMode.MULTIRUN and (problems := validate(cfg)):
         report(problems)
-        raise ConfigError("; ".join(problems))
+        raise ConfigProblem("; ".join(problems))  # the sweeper records the job as failed, and why
     from lit_train.training.run import run
 
     try:
