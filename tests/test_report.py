@@ -7,7 +7,9 @@ import pytest
 import yaml
 from support import run_cli
 
-from lit_train.sweep.report import CSV_FILE, MARKDOWN_FILE, PLOT_FILE, find_runs, main, write_report
+from lit_train.sweep.report import (
+    CSV_FILE, MARKDOWN_FILE, PLOT_FILE, find_runs, leaderboard, main, plot, write_report,
+)
 
 
 def _job(sweep, name, overrides, summary, curve, monitor="val/loss", mode="min"):
@@ -24,6 +26,36 @@ def _job(sweep, name, overrides, summary, curve, monitor="val/loss", mode="min")
         for i, value in enumerate(curve):
             writer.writerow([i, 10 * (i + 1) - 1, value + 0.05, "", ""])
             writer.writerow([i, 10 * (i + 1) - 1, "", value, 1 - value])
+
+
+def _short_job(sweep, name, overrides, losses, steps_per_epoch=4):
+    """A short run's job: one per-step training loss (at step 1), then per epoch the mean training and validation loss."""
+    job = sweep / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"monitor": "val/loss", "mode": "min"}))
+    (job / "summary.json").write_text(json.dumps({"monitor": "val/loss", "mode": "min",
+                                                  **_summary(min(losses), steps_per_epoch * len(losses))}))
+    with (job / "metrics.csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", "step", "train/loss_step", "train/loss", "val/loss"])
+        writer.writerow([0, 1, losses[0] + 0.3, "", ""])
+        for epoch, value in enumerate(losses):
+            end = steps_per_epoch * (epoch + 1) - 1
+            writer.writerow([epoch, end, "", "", value])
+            writer.writerow([epoch, end, "", value + 0.1, ""])
+
+
+def _figure(sweep_dir):
+    """The report's figure of the runs under ``sweep_dir``, as ``write_report`` draws it."""
+    runs = find_runs(sweep_dir)
+    figure = plot(runs, leaderboard(runs, "val/loss", "min"), sweep_dir / "redrawn.png", "val/loss", "title")
+    assert figure is not None
+    return figure
+
+
+def _lines_by_colour(axes):
+    return {line.get_color(): line for line in axes.lines}
 
 
 def _summary(best, steps, status="completed", reason="max_epochs", wall=1.5):
@@ -96,6 +128,46 @@ def test_command_line(sweep, tmp_path, capsys):
     assert capsys.readouterr().err == f"error: no runs under {empty} (a run is a folder with .hydra/overrides.yaml)\n"
 
 
+def test_short_runs_draw_the_per_epoch_training_loss_with_a_marker_on_every_point(tmp_path):
+    _short_job(tmp_path, "0", ["optimizer.lr=0.1"], [0.9, 0.6, 0.5])
+    _short_job(tmp_path, "1", ["optimizer.lr=0.01"], [0.8, 0.4, 0.3])
+    train, validation = _figure(tmp_path).axes
+    assert (train.get_ylabel(), train.get_title(), train.get_xlabel()) == (
+        "train/loss", "training loss (epoch mean)", "epoch")
+    best, other = train.lines  # leaderboard order: run 1 first
+    assert list(best.get_xdata()) == [1.0, 2.0, 3.0] and list(best.get_ydata()) == pytest.approx([0.9, 0.5, 0.4])
+    assert list(other.get_ydata()) == pytest.approx([1.0, 0.7, 0.6])
+    for axes in (train, validation):
+        assert all(line.get_marker() not in ("None", "", None) and line.get_markevery() == 1 for line in axes.lines)
+        ticks = [tick for tick in axes.get_xticks() if axes.get_xlim()[0] <= tick <= axes.get_xlim()[1]]
+        assert ticks == [1.0, 2.0, 3.0]  # whole epochs only
+
+
+def test_per_step_training_loss_stays_when_runs_logged_enough_steps(sweep):
+    train = _figure(sweep).axes[0]
+    assert (train.get_ylabel(), train.get_xlabel()) == ("train/loss_step", "step")
+    assert list(_lines_by_colour(train)["C0"].get_xdata()) == [9, 19, 29, 39]  # run 2, the best
+
+
+def test_runs_with_identical_curves_all_show(tmp_path):
+    for name in ("0", "1", "2"):
+        _short_job(tmp_path, name, [f"seed={name}"], [0.9, 0.6, 0.5])
+    for axes in _figure(tmp_path).axes:
+        assert [list(line.get_ydata()) for line in axes.lines][1:] == [list(axes.lines[0].get_ydata())] * 2
+        # the same points, but each run's hollow marker has its own shape, so the one drawn last hides none
+        assert len({line.get_marker() for line in axes.lines}) == 3
+        assert all(line.get_markerfacecolor() == "none" for line in axes.lines)
+
+
+def test_long_identical_curves_carry_markers_at_different_points(tmp_path):
+    for name in ("0", "1"):
+        _job(tmp_path, name, [f"seed={name}"], _summary(0.1, 400), [1.0 / (i + 1) for i in range(40)])
+    for axes in _figure(tmp_path).axes:
+        first, second = axes.lines
+        assert list(first.get_ydata()) == list(second.get_ydata()) and len(first.get_ydata()) == 40
+        assert first.get_markevery() != second.get_markevery() and first.get_marker() != second.get_marker()
+
+
 @pytest.mark.slow
 def test_optimizer_study_makes_the_comparison_plot_in_one_command(tmp_path):
     sweep_dir = tmp_path / "sweep"
@@ -109,3 +181,9 @@ def test_optimizer_study_makes_the_comparison_plot_in_one_command(tmp_path):
     bests = [float(r["best"]) for r in rows]
     assert bests == sorted(bests) and all(r["status"] == "completed" for r in rows)
     assert (sweep_dir / PLOT_FILE).stat().st_size > 20_000
+    # Three short epochs log at most one per-step training loss: the panel shows each run's epoch means.
+    train = _figure(sweep_dir).axes[0]
+    assert (train.get_ylabel(), train.get_xlabel()) == ("train/loss", "epoch")
+    assert len(train.lines) == 5
+    for line in train.lines:
+        assert list(line.get_xdata()) == [1.0, 2.0, 3.0] and line.get_marker() not in ("None", "", None)

@@ -6,7 +6,10 @@ is one run. The report reads each run's ``.hydra`` files, ``summary.json`` and
 
 - ``report.png``: the training loss and the validation curves of every run on
   shared axes, one line per run, the legend naming each run by the overrides
-  that differ between runs (those all runs share are in the title);
+  that differ between runs (those all runs share are in the title). Short runs,
+  which log fewer than two per-step training losses, show the per-epoch
+  training loss instead; each run has its own hollow marker shape, on every
+  point of a short series, so that runs with identical curves all show;
 - ``leaderboard.md`` and ``leaderboard.csv``: one row per run (overrides, best
   value of the monitored metric, the step it was reached at, steps run, wall
   time, status, why it stopped), best first by the runs' ``monitor``/``mode``.
@@ -22,10 +25,13 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PLOT_FILE = "report.png"
 MARKDOWN_FILE = "leaderboard.md"
@@ -34,6 +40,12 @@ CSV_FILE = "leaderboard.csv"
 HIDDEN_PREFIXES = ("+trial.", "++trial.", "trial.")
 #: Training-loss columns of metrics.csv, in order of preference (per step first).
 TRAIN_KEYS = ("train/loss_step", "train/loss", "train/loss_epoch")
+#: Per-step training-loss points a run needs for its per-step curve; when most runs have fewer, the panel is per epoch.
+MIN_STEP_POINTS = 2
+#: A series with at most this many points has a marker on every point; a longer one on about ten of them.
+FEW_POINTS = 20
+#: One marker shape per run (drawn hollow): a curve drawn over an identical one still shows.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 COLUMNS = ("rank", "run", "overrides", "best", "best_step", "steps", "wall_time_s", "status", "stopped_reason")
 
 
@@ -217,38 +229,61 @@ def write_leaderboard(rows: list[dict[str, Any]], sweep_dir: Path, monitor: str,
     (sweep_dir / MARKDOWN_FILE).write_text("\n".join(lines) + "\n")
 
 
+def _train_key(runs: list[Run], keys: set[str]) -> str | None:
+    """The training-loss column to draw: per step, or per epoch when most runs logged too few steps to draw."""
+    step_key = TRAIN_KEYS[0]
+    epoch_key = next((key for key in TRAIN_KEYS[1:] if key in keys), None)
+    if step_key not in keys or epoch_key is None:
+        return step_key if step_key in keys else epoch_key
+    logged = [run for run in runs if run.curves]
+    short = [run for run in logged if sum(math.isfinite(v) for _, v in run.curves.get(step_key, [])) < MIN_STEP_POINTS]
+    return epoch_key if 2 * len(short) >= len(logged) else step_key
+
+
 def _panels(runs: list[Run], monitor: str) -> list[tuple[str, str]]:
     keys = {key for run in runs for key in run.curves}
     panels = []
-    train = next((key for key in TRAIN_KEYS if key in keys), None)
+    train = _train_key(runs, keys)
     if train:
-        panels.append((train, "training loss"))
+        panels.append((train, "training loss" + ("" if train == TRAIN_KEYS[0] else " (epoch mean)")))
     for key in dict.fromkeys(("val/loss", monitor)):
         if key in keys:
             panels.append((key, f"validation: {key}"))
     return panels
 
 
+def _markevery(points: int, rank: int) -> int | tuple[int, int]:
+    """Every point of a short series; about ten of a long one, shifted per run so that identical curves differ."""
+    if points <= FEW_POINTS:
+        return 1
+    every = max(1, points // 10)
+    return rank % every, every
+
+
 #: Runs drawn in colour (best first); the others are thin grey lines.
 COLOURED = 10
 
 
-def plot(runs: list[Run], rows: list[dict[str, Any]], path: Path, monitor: str, title: str) -> bool:
-    """Draws every run's curves into ``path``; ``False`` if no run logged anything to draw.
+def plot(runs: list[Run], rows: list[dict[str, Any]], path: Path, monitor: str, title: str) -> "Figure | None":
+    """Draws every run's curves into ``path`` and returns the figure; ``None`` if no run logged anything to draw.
 
-    The x axis is the optimizer step, or the epoch when runs differ in steps per
-    epoch (a batch-size sweep), so that curves stay comparable.
+    The x axis is the optimizer step, or the epoch (with whole-number ticks) when
+    runs differ in steps per epoch (a batch-size sweep), so that curves stay
+    comparable, or when the training panel shows the per-epoch loss.
     """
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
     panels = _panels(runs, monitor)
     if not panels:
-        return False
+        return None
     by_name = {run.name: run for run in runs}
     ordered = [by_name[row["run"]] for row in rows]  # legend in leaderboard order
     shared, short_keys = _shared_overrides(runs), _short_keys(runs)
-    by_epoch = len({run.steps_per_epoch for run in runs if run.curves}) > 1
+    logged = [run for run in runs if run.curves]
+    per_epoch_loss = panels[0][0] in TRAIN_KEYS[1:] and all(run.steps_per_epoch for run in logged)
+    by_epoch = len({run.steps_per_epoch for run in logged}) > 1 or per_epoch_loss
     columns = 1 if len(ordered) <= 10 else 2
     fig = Figure(figsize=(max(12, 5.5 * len(panels)), 4.4 + 0.2 * math.ceil(len(ordered) / columns)),
                  layout="constrained")
@@ -258,18 +293,23 @@ def plot(runs: list[Run], rows: list[dict[str, Any]], path: Path, monitor: str, 
         style = {"pruned": "--", "failed": ":"}.get(run.status, "-")
         coloured = rank < COLOURED
         color, width, alpha = (f"C{rank % 10}", 2.6 if rank == 0 else 1.3, 0.95) if coloured else ("0.6", 0.8, 0.6)
+        marker = {"marker": MARKERS[rank % len(MARKERS)], "markersize": 6 if coloured else 4,
+                  "markerfacecolor": "none", "markeredgecolor": color}
         scale = run.steps_per_epoch if by_epoch and run.steps_per_epoch else None
         for ax, (key, _) in zip(axes, panels):
             points = [((s + 1) / scale if scale else s, v) for s, v in run.curves.get(key, []) if math.isfinite(v)]
             if points:
-                ax.plot(*zip(*points), style, color=color, linewidth=width, alpha=alpha)
+                ax.plot(*zip(*points), style, color=color, linewidth=width, alpha=alpha, **marker,
+                        markevery=_markevery(len(points), rank))
         best = rows[rank]["best"]
         label = _label(run, shared, short_keys) + ("" if best is None else f"  [{best:.4g}]")
         label += "" if run.status == "completed" else f" {run.status}"
-        handles.append(Line2D([], [], linestyle=style, color=color, linewidth=width, label=label))
+        handles.append(Line2D([], [], linestyle=style, color=color, linewidth=width, label=label, **marker))
     for ax, (key, name) in zip(axes, panels):
         ax.set_title(name)
         ax.set_xlabel("epoch" if by_epoch else "step")
+        if by_epoch:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(key)
         ax.grid(True, alpha=0.3)
         values = [v for run in runs for _, v in run.curves.get(key, []) if math.isfinite(v)]
@@ -279,7 +319,7 @@ def plot(runs: list[Run], rows: list[dict[str, Any]], path: Path, monitor: str, 
     fig.legend(handles=handles, loc="outside lower center", ncol=columns, fontsize=8, frameon=False,
                title=f"run, overrides  [best {monitor}]  (dashed: pruned, dotted: failed)", title_fontsize=8)
     fig.savefig(path, dpi=110)
-    return True
+    return fig
 
 
 def write_report(sweep_dir: Path | str) -> list[Path]:
@@ -298,7 +338,7 @@ def write_report(sweep_dir: Path | str) -> list[Path]:
     write_leaderboard(rows, sweep_dir, monitor, mode, shared)
     written = [sweep_dir / MARKDOWN_FILE, sweep_dir / CSV_FILE]
     title = f"{len(runs)} runs in {sweep_dir.name}" + (f" ({' '.join(_short(o) for o in shared)})" if shared else "")
-    if plot(runs, rows, sweep_dir / PLOT_FILE, monitor, title):
+    if plot(runs, rows, sweep_dir / PLOT_FILE, monitor, title) is not None:
         written.insert(0, sweep_dir / PLOT_FILE)
     return written
 
