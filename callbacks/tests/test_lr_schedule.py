@@ -132,3 +132,37 @@ def test_plot_lr_writes_a_png(tmp_path):
     path = tmp_path / "plots" / "schedule.png"
     plot_lr(preview("CosineAnnealingLR", "step", Warmup(steps=3)), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_lr_on_a_log_axis_labels_every_decade_and_leaves_out_an_lr_of_zero(tmp_path):
+    pytest.importorskip("matplotlib")
+    lrs = [0.0] + [1e-3] * 30 + [1e-4] * 30 + [1e-5] * 30 + [1e-6] * 9  # a plateau's levels after a warmup from 0
+    axes = plot_lr(lrs, tmp_path / "schedule.png", log_scale=True).axes[0]
+    assert axes.get_yscale() == "log"
+    low, high = axes.get_ylim()
+    assert [tick for tick in axes.get_yticks() if low <= tick <= high] == pytest.approx([1e-6, 1e-5, 1e-4, 1e-3])
+    assert list(axes.lines[0].get_ydata()) == lrs
+    assert low > 0 and (tmp_path / "schedule.png").is_file()
+
+
+def test_plot_lr_shades_the_warmup_and_writes_the_note(tmp_path):
+    pytest.importorskip("matplotlib")
+    lrs = preview("CosineAnnealingLR", "step", Warmup(steps=3))
+    axes = plot_lr(lrs, tmp_path / "schedule.png", title="cosine", warmup_steps=3, note="an assumption").axes[0]
+    (shade,) = axes.patches
+    assert (shade.get_x(), shade.get_width(), shade.get_label()) == (0, 3, "warmup (3 steps)")
+    assert [text.get_text() for text in axes.texts] == ["an assumption"]
+    assert axes.get_title() == "cosine" and axes.get_yscale() == "linear"
+    assert not plot_lr(lrs, tmp_path / "plain.png").axes[0].patches
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"log_scale": "yes"}, TypeError, r"`log_scale` must be a bool, got 'yes'"),
+        ({"warmup_steps": -1}, ValueError, r"`warmup_steps` must be an int >= 0, got -1"),
+    ],
+)
+def test_plot_lr_rejects_bad_arguments(kwargs, error, match, tmp_path):
+    with pytest.raises(error, match=match):
+        plot_lr([1e-3], tmp_path / "schedule.png", **kwargs)

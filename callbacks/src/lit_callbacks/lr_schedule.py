@@ -12,7 +12,7 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from ._validation import check_choice, check_int
+from ._validation import check_bool, check_choice, check_int
 from .warmup import Warmup
 
 INTERVALS = ("epoch", "step")
@@ -127,30 +127,62 @@ def preview_lr(
     return lrs
 
 
-def plot_lr(lrs: list[float], path: str | os.PathLike, *, title: str = "learning rate schedule") -> None:
-    """Save a PNG of an LR schedule (LR vs optimizer step), e.g. from :func:`preview_lr`.
+def plot_lr(
+    lrs: list[float],
+    path: str | os.PathLike,
+    *,
+    title: str = "learning rate schedule",
+    log_scale: bool = False,
+    warmup_steps: int = 0,
+    note: str | None = None,
+) -> Any:
+    """Save a PNG of an LR schedule (LR vs optimizer step), e.g. from :func:`preview_lr`, and return the figure.
 
     Args:
         lrs: LR of each optimizer step.
         path: Where to write the PNG; missing directories are created.
         title: Plot title. Default ``"learning rate schedule"``.
+        log_scale: Log-scale LR axis, with every decade labelled, so that the small LRs of
+            a decaying schedule (``1e-5``, ``1e-6``) stay readable; an LR of 0 is left out
+            of the drawn line. Default ``False``.
+        warmup_steps: Shade the first this many steps as the warmup (0: none). Default ``0``.
+        note: Text drawn in the lower left of the plot, e.g. what the curve assumes.
+            Default ``None``.
+
+    Returns:
+        The matplotlib ``Figure``.
 
     Raises:
         ImportError: If matplotlib is not installed.
+        ValueError: If ``warmup_steps`` is negative.
+        TypeError: If ``log_scale`` is not a bool or ``warmup_steps`` not an int.
     """
+    check_bool("log_scale", log_scale)
+    check_int("warmup_steps", warmup_steps, minimum=0)
     try:
         from matplotlib.figure import Figure
+        from matplotlib.ticker import LogLocator
     except ImportError as error:
         raise ImportError("plot_lr needs matplotlib: `pip install 'lit-callbacks[plot]'`") from error
-    figure = Figure(figsize=(6, 3.5))
+    figure = Figure(figsize=(6, 3.5), layout="constrained")
     axes = figure.add_subplot()
-    axes.plot(range(len(lrs)), lrs)
+    axes.plot(range(len(lrs)), lrs, label="learning rate")
+    if log_scale:
+        axes.set_yscale("log", nonpositive="mask")
+        axes.yaxis.set_major_locator(LogLocator(base=10.0, numticks=15))  # a label on every decade
+    if warmup_steps:
+        axes.axvspan(0, warmup_steps, color="C1", alpha=0.2, linewidth=0, label=f"warmup ({warmup_steps} steps)")
+        axes.legend(loc="best", fontsize=8)
+    if note:
+        axes.text(0.02, 0.04, note, transform=axes.transAxes, ha="left", va="bottom", fontsize=8,
+                  bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"})
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("learning rate")
-    axes.set_title(title)
-    figure.tight_layout()
+    axes.set_title(title, fontsize=10)
+    axes.grid(True, which="major", alpha=0.3)
     os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
     figure.savefig(path, dpi=100)
+    return figure
 
 
 def _scheduler_steps(step: int, interval: str, frequency: int, steps_per_epoch: int | None) -> bool:
