@@ -7,6 +7,7 @@ from pathlib import Path
 
 import lightning.pytorch as L
 from lit_callbacks import LRFinder, Warmup, lr_find, plot_lr, preview_lr
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from lit_train.training.optim import Optimization
 
@@ -56,11 +57,19 @@ def run_length(trainer: L.Trainer, datamodule: L.LightningDataModule) -> tuple[i
 
 def show_schedule(
     trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule, optimization: Optimization,
-    path: Path,
+    path: Path, log_scale: bool | None = None,
 ) -> list[float]:
     """The LR of every optimizer step of the configured run, printed as a short table and plotted to ``path``.
 
-    A plateau scheduler is previewed as if the monitored metric never improved.
+    The plot's title names the scheduler; a configured :class:`~lit_callbacks.Warmup` is
+    shaded. A plateau scheduler is previewed as if the monitored metric never improved,
+    and the plot says so.
+
+    Args:
+        log_scale: Log-scale LR axis; ``None`` picks it when a quarter of the run's steps
+            train at 1/30 of the highest LR or below (decays over decades, like a
+            plateau's 1e-3 .. 1e-6), which a linear axis would squash onto zero.
+            Default ``None``.
     """
     total, per_epoch = run_length(trainer, datamodule)
     length = total if optimization.interval == "step" else trainer.max_epochs
@@ -74,6 +83,29 @@ def show_schedule(
     print(f"LR schedule: {total} optimizer steps, {per_epoch} per epoch")
     for step in shown:
         print(f"  step {step:>7d}  lr {lrs[step]:.6g}")
-    plot_lr(lrs, path)
+    warmup_steps = warmup.resolve_steps(total) if warmup is not None else 0
+    note = None
+    if isinstance(scheduler, ReduceLROnPlateau):
+        monitored = optimization.monitor or "the monitored metric"
+        note = f"ReduceLROnPlateau: drawn as if {monitored} never improves;\nin training, the LR drops when it stalls"
+    plot_lr(lrs, path, title=schedule_title(optimization, warmup_steps), warmup_steps=warmup_steps, note=note,
+            log_scale=_log_scale_helps(lrs) if log_scale is None else log_scale)
     print(f"  plot: {path}")
     return lrs
+
+
+def schedule_title(optimization: Optimization, warmup_steps: int = 0) -> str:
+    """``LR schedule: CosineAnnealingLR per step + 40 warmup steps``."""
+    factory = optimization.scheduler
+    if factory is None:
+        name = "constant (no scheduler)"
+    else:
+        target = getattr(factory, "func", factory)  # the scheduler class (or function) of the config's _target_
+        name = f"{getattr(target, '__name__', type(target).__name__)} per {optimization.interval}"
+    warmup = f" + {warmup_steps} warmup steps" if warmup_steps else ""
+    return f"LR schedule: {name}{warmup}"
+
+
+def _log_scale_helps(lrs: list[float]) -> bool:
+    """Whether a quarter of the steps train at 1/30 of the highest LR or below."""
+    return max(lrs) > 0 and sorted(lrs)[len(lrs) // 4] <= max(lrs) / 30
