@@ -642,3 +642,39 @@ def test_ddp_ranks_run_the_same_test_and_apply_the_same_suggestion(tmp_path):
     assert ranks[0]["suggestion"] == ranks[1]["suggestion"] == ranks[0]["first_lr"] == ranks[1]["first_lr"]
     assert ranks[0]["losses"] == ranks[1]["losses"] and len(ranks[0]["losses"]) == 30
     assert ranks[0]["initial"] == ranks[1]["initial"] and ranks[0]["final"] == ranks[1]["final"]
+
+
+def test_plot_keeps_the_descent_in_view_when_the_loss_explodes():
+    pytest.importorskip("matplotlib")
+    curve = flat_noisy_descent_blowup(noise=0.0)  # 2.3 at the start, 0.3 at the lowest, over 50 at the end
+    finder = LRFinder(smoothing=0.0, early_stop_threshold=None, plot=False)
+    tiny_trainer(max_steps=1, callbacks=[finder]).fit(Scripted(curve), data())
+    axes = finder.figure().axes[0]
+    assert axes.get_title() == f"LR range test: suggested lr {LRS[58]:.3g} (steepest)"
+    start, lowest = sorted(finder.losses[:10])[5], min(finder.losses)
+    assert max(finder.losses) > 50
+    bottom, top = axes.get_ylim()
+    assert top == pytest.approx(start + (start - lowest))  # the drop again above the start: about 4.3
+    assert bottom < lowest < start < top
+    assert list(axes.lines[0].get_ydata()) == finder.losses  # clipped by the axis, not by leaving points out
+
+
+def test_plot_leaves_a_curve_that_stays_low_as_it_is():
+    pytest.importorskip("matplotlib")
+    finder = LRFinder(plot=False)
+    finder.lrs, finder.losses = LRS[:20], [2.0 - 0.05 * i for i in range(20)]
+    bottom, top = finder.figure().axes[0].get_ylim()
+    assert bottom < 1.05 and 2.0 < top < 2.2  # matplotlib's own margins
+
+
+def test_plot_leaves_out_non_finite_points_and_says_when_there_is_no_suggestion():
+    pytest.importorskip("matplotlib")
+    finder = LRFinder(plot=False)
+    finder.lrs, finder.losses = LRS[:6], [1.0, 0.9, math.nan, 0.5, 1e6, math.inf]
+    axes = finder.figure().axes[0]
+    assert axes.get_title() == "LR range test: no suggestion"
+    assert list(axes.lines[0].get_ydata()) == [1.0, 0.9, 0.5, 1e6]
+    bottom, top = axes.get_ylim()
+    assert math.isfinite(bottom) and top == pytest.approx(1.5)  # start 1.0 plus its drop of 0.5; 1e6 is off the top
+    finder.lrs, finder.losses = LRS[:2], [math.nan, math.inf]
+    assert finder.figure().axes[0].lines[0].get_ydata().size == 0

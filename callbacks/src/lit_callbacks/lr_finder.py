@@ -94,8 +94,9 @@ class LRFinder(Callback):
     ratio. Absolute floors (``eta_min``, ``min_lr`` of ReduceLROnPlateau) are unchanged.
 
     With ``plot=True`` (and matplotlib installed) rank zero saves ``lr_finder.png``
-    (smoothed loss vs LR, log x-axis, suggestion marked) into ``trainer.log_dir`` and
-    adds the figure to every logger whose experiment has ``add_figure`` (TensorBoard) as
+    (:meth:`figure`: smoothed loss vs LR, log x-axis, suggestion marked and in the title,
+    an exploding end cut off) into ``trainer.log_dir`` (``trainer.default_root_dir``,
+    the working directory unless set, when there is no logger) and adds the figure to every logger whose experiment has ``add_figure`` (TensorBoard) as
     ``lr_finder``; other loggers are skipped. Nothing else is logged.
 
     The callback's state (whether the test ran, its curve and suggestion) is saved in
@@ -322,20 +323,43 @@ class LRFinder(Callback):
                 experiment.add_figure("lr_finder", figure, global_step=trainer.global_step)
 
     def figure(self) -> Any:
-        """A matplotlib ``Figure`` of the smoothed loss vs LR (log x-axis), suggestion marked."""
+        """A matplotlib ``Figure`` of the smoothed loss vs LR (log x-axis), suggestion marked and in the title.
+
+        Non-finite points are left out. When the loss explodes at the end, the y axis stops
+        at the starting loss plus its drop to the minimum (the drop counted as at least 10%
+        of the starting loss), so the descent keeps the height of the plot. The starting
+        loss is the median of the first tenth of the curve, as for ``"steepest"``.
+        """
         from matplotlib.figure import Figure
 
+        points = [(lr, loss) for lr, loss in zip(self.lrs, self.losses) if math.isfinite(lr) and math.isfinite(loss)]
+        lrs, losses = [lr for lr, _ in points], [loss for _, loss in points]
         figure = Figure(figsize=(6, 4))
         axes = figure.add_subplot()
-        axes.plot(self.lrs, self.losses)
+        axes.plot(lrs, losses)
         axes.set_xscale("log")
         axes.set_xlabel("learning rate")
         axes.set_ylabel("smoothed training loss")
+        found = "no suggestion" if self.suggestion is None else f"suggested lr {self.suggestion:.3g} ({self.method})"
+        axes.set_title(f"LR range test: {found}")
         if self.suggestion is not None:
             axes.axvline(self.suggestion, color="red", linestyle="--", label=f"suggestion {self.suggestion:.3g}")
             axes.legend()
+        top = _loss_axis_top(losses)
+        if top is not None and max(losses) > top:
+            low = min(losses)
+            axes.set_ylim(low - 0.05 * (top - low), top)
         figure.tight_layout()
         return figure
+
+
+def _loss_axis_top(losses: list[float]) -> float | None:
+    """The starting loss plus its drop to the minimum (at least 10% of it); ``None`` for fewer than two losses."""
+    if len(losses) < 2:
+        return None
+    head = sorted(losses[: max(1, len(losses) // 10)])
+    start = head[len(head) // 2]
+    return start + max(start - min(losses), 0.1 * abs(start), 1e-12)
 
 
 def lr_find(
