@@ -4,6 +4,7 @@ import functools
 import math
 
 import pytest
+from lit_callbacks import LRFinder
 from support import compose_config, read_summary
 
 from lit_train.training import tune
@@ -31,7 +32,10 @@ def _show_schedule(overrides, run_dir, drawn):
     return figure.axes[0], read_summary(run_dir)["lr_schedule"]
 
 
-def test_lr_find_suggests_without_training(tmp_path):
+def test_lr_find_suggests_without_training(tmp_path, monkeypatch):
+    figures = []
+    figure = LRFinder.figure
+    monkeypatch.setattr(LRFinder, "figure", lambda finder: figures.append(figure(finder)) or figures[-1])
     cfg = compose_config(["action=lr_find", "callbacks.progress_bar=null", "+callbacks=lr_finder",
                           "callbacks.lr_finder.num_training_steps=30"], run_dir=tmp_path)
     run(cfg)
@@ -40,6 +44,8 @@ def test_lr_find_suggests_without_training(tmp_path):
     assert 1e-7 < summary["lr_suggestion"] < 10
     assert not (tmp_path / "checkpoints" / "last.ckpt").exists()
     assert (tmp_path / "lr_finder.png").is_file()
+    (drawn,) = figures
+    assert drawn.axes[0].get_title() == f"LR range test: suggested lr {summary['lr_suggestion']:.3g} (steepest)"
 
 
 @pytest.mark.parametrize(
