@@ -35,9 +35,13 @@ from lit_train.training.optim import param_groups
 from lit_train.training.profiler import NoProfiler
 
 LR, WEIGHT_DECAY = 1e-3, 0.01
+#: The logger of Lightning's ``seed_everything``.
+SEED_LOGGER = "lightning.fabric.utilities.seed"
 
-# Lightning's start-up notes and warnings (no validation loop, few workers) would bury the tables.
+# Lightning's start-up notes and warnings (no validation loop, few workers) would bury the tables,
+# and so would the "Seed set to 0" that every lit_train run logs when it seeds.
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+logging.getLogger(SEED_LOGGER).setLevel(logging.WARNING)
 warnings.filterwarnings("ignore")
 
 
