@@ -111,9 +111,9 @@ def test_a_single_run_composes_and_validates_its_config_once(tmp_path):
         "def counted_compose(*args, **kwargs):\n"
         "    counts['compose'] += 1\n"
         "    return compose(*args, **kwargs)\n"
-        "def counted_validate(cfg):\n"
+        "def counted_validate(*args, **kwargs):\n"
         "    counts['validate'] += 1\n"
-        "    return validate(cfg)\n"
+        "    return validate(*args, **kwargs)\n"
         "Hydra.compose_config, Hydra.get_mode, checks.validate = counted_compose, counted_mode, counted_validate\n"
         "try:\n"
         f"    main(['debug=fast_dev_run', 'hydra.run.dir={tmp_path / 'run'}'])\n"
@@ -229,27 +229,6 @@ def test_a_crash_in_training_is_one_line_unless_verbose(tmp_path):
 
     result = run_cli(*args, "verbose=true", f"hydra.run.dir={tmp_path / 'b'}", cwd=tmp_path, env=env)
     assert result.returncode == 1 and "Traceback" in result.stderr
-
-
-@pytest.mark.slow
-def test_ctrl_c_keeps_what_was_trained(tmp_path):
-    import signal
-    import subprocess
-    import sys
-
-    run_dir = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, "-m", "lit_train", "trainer.max_epochs=100000", "callbacks.progress_bar=null",
-                                f"hydra.run.dir={run_dir}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not (run_dir / "checkpoints" / "best.ckpt").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=120)
-    assert process.returncode == 1
-    summary = read_summary(run_dir)
-    assert (summary["status"], summary["stopped_reason"]) == ("interrupted", "interrupted")
-    assert summary["global_step"] > 0 and (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_exploding_training_stops_on_non_finite_gradients(tmp_path):

@@ -133,3 +133,8 @@ def should_skip_saving_checkpoint(callback: Any, trainer: Any) -> bool:
 def save_last_checkpoint(callback: Any, trainer: Any, candidates: dict[str, Any]) -> None:
     """Writes a ``ModelCheckpoint``'s ``last.ckpt`` (or link) as Lightning does."""
     callback._save_last_checkpoint(trainer, candidates)
+
+
+def validation_follows(trainer: Any) -> bool:
+    """Whether the fit loop validates right after the training batch that just ended (Lightning's own decision)."""
+    return trainer.fit_loop.epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)

@@ -69,7 +69,8 @@ class TensorLoader:
         self.sampler = EpochShuffle(seed)
         self.batch_sampler = None
         self._served = 0  # batches of the current epoch handed out
-        self._resume_at = 0  # batches to skip at the next iteration (after a restore)
+        # Batches of that epoch to skip at its next iteration (after a restore).
+        self._resume_epoch, self._resume_at = 0, 0
 
     @staticmethod
     def _rank_and_world() -> tuple[int, int]:
@@ -90,16 +91,18 @@ class TensorLoader:
         return {"epoch": self.sampler.epoch, "served": self._served}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        """Continue at the next unseen batch of ``state``'s epoch on the next iteration.
+        """Continue at the next unseen batch of ``state``'s epoch when that epoch is iterated next.
 
-        A state saved after the last batch of its epoch continues with the next epoch.
+        A state saved after the last batch of its epoch continues with the next
+        epoch; so does one whose epoch Lightning ends early (``limit_train_batches``)
+        and then moves past with :meth:`EpochShuffle.set_epoch`.
         """
         if state["served"] >= len(self):
             self.sampler.set_epoch(state["epoch"] + 1)
-            self._resume_at = 0
+            self._resume_epoch, self._resume_at = state["epoch"] + 1, 0
         else:
             self.sampler.set_epoch(state["epoch"])
-            self._resume_at = state["served"]
+            self._resume_epoch, self._resume_at = state["epoch"], state["served"]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         rank, world = self._rank_and_world()
@@ -110,7 +113,8 @@ class TensorLoader:
                 order = order[rank : self._num_samples() * world : world]
         else:
             order = None  # contiguous slices are views: no copy at all
-        first, self._resume_at = self._resume_at, 0
+        first = self._resume_at if self.sampler.epoch == self._resume_epoch else 0
+        self._resume_at = 0
         self._served = first
         for start in range(first * self.batch_size, len(self) * self.batch_size, self.batch_size):
             self._served += 1

@@ -47,12 +47,18 @@ def _job(cfg: DictConfig) -> float | None:
         report(problems)
         raise ConfigProblem("; ".join(problems))  # the sweeper records the job as failed, and why
     from lit_train.training.run import run
+    from lit_train.training.signals import StopRequested
 
     try:
         with ranks_of_this_job():
             return run(cfg)
     except ConfigProblem as problem:
         refuse([str(problem)])
+    except StopRequested as stop:
+        print(f"lit_train: stopped by {stop.name} (summary.json says where); add resume=auto to the same command "
+              "to continue", file=sys.stderr)
+        stop.pass_on()
+        sys.exit(stop.exit_code)
     except Exception as error:
         if cfg.verbose:
             raise

@@ -27,6 +27,7 @@ from lit_train.training.loggers import ResumableCSVLogger
 from lit_train.training.optim import Optimization, attach_optimizers
 from lit_train.training.profiler import NoProfiler
 from lit_train.training.run_dir import Footprint
+from lit_train.training.signals import StopAtStepEnd, StopRequested, StopSignals
 from lit_train.training.resume import RngState, find_resume_checkpoint
 from lit_train.config.specs import MODULES, OPTIMIZER_KEYS, SCHEDULER_KEYS, SCHEDULERS
 from lit_train.training.summary import format_summary, monitored_value, to_number, write_json_atomic
@@ -75,17 +76,6 @@ def build_logger(logger_cfg: DictConfig, resume_from: str | None = None) -> Any:
     if resume_from is not None and isinstance(logger, ResumableCSVLogger):
         logger.continue_from(resume_from)  # keeps metrics.csv's rows from before the checkpoint
     return logger
-
-
-class _SaveOnInterrupt(Callback):
-    """Saves ``last.ckpt`` when the user interrupts training (Ctrl+C), so nothing trained is lost."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, KeyboardInterrupt):
-            trainer.save_checkpoint(self.path, weights_only=False)
 
 
 def _stopped_reason(trainer: L.Trainer, status: str, action: str) -> str:
@@ -144,7 +134,7 @@ def _summarize(cfg: DictConfig, trainer: L.Trainer, status: str, started: float,
         "final_monitor_value": fit_metrics.get(cfg.monitor),
         "final_metrics": fit_metrics,
         "test_metrics": results.pop("test_metrics", {}),
-        "stopped_reason": _stopped_reason(trainer, status, cfg.action),
+        "stopped_reason": results.get("signal") or _stopped_reason(trainer, status, cfg.action),
         "skipped_steps": _skipped_steps(trainer),
         "wall_time_s": round(time.perf_counter() - started, 3),
         "global_step": trainer.global_step,
@@ -156,11 +146,15 @@ def _summarize(cfg: DictConfig, trainer: L.Trainer, status: str, started: float,
     }
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, resume_from: str | None = None) -> L.Trainer:
-    """The Trainer with the configured callbacks and logger, writing into ``run_dir`` (resuming from ``resume_from``)."""
+def build_trainer(cfg: DictConfig, run_dir: Path, signals: StopSignals, resume_from: str | None = None) -> L.Trainer:
+    """The Trainer with the configured callbacks and logger, writing into ``run_dir`` (resuming from ``resume_from``).
+
+    ``signals`` end the run at the next optimizer step, after saving ``last.ckpt`` (see :mod:`lit_train.training.signals`).
+    """
     logger = build_logger(cfg.logger, resume_from)
-    callbacks = [*build_callbacks(cfg.callbacks), RngState(), _SaveOnInterrupt(run_dir / "checkpoints" / LAST_CHECKPOINT),
-                 QuietLightning(_reduced_metrics(cfg))]
+    last = run_dir / "checkpoints" / LAST_CHECKPOINT if cfg.action == "train" else None
+    callbacks = [*build_callbacks(cfg.callbacks), RngState(), QuietLightning(_reduced_metrics(cfg)),
+                 StopAtStepEnd(signals, last)]
     if "trial" in cfg:  # a trial of lit_train's Optuna sweeper: report to the study, stop when pruned
         from lit_train.sweep.pruning import TrialPruning
 
@@ -187,7 +181,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, resume_from: str | None = None
         callbacks=callbacks,
         logger=logger,
         default_root_dir=str(run_dir),
-        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        enable_checkpointing=True,  # StopAtStepEnd is a Checkpoint: Lightning refuses it otherwise
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
         enable_model_summary=False,
     )
@@ -279,8 +273,9 @@ def run(cfg: DictConfig) -> float | None:
         # A sweeper's trial may run as a single run of its own process; the sweep keeps its failed jobs' directories.
         footprint = None if "trial" in cfg else Footprint.of_single_run(run_dir, checkpoint_folders)
     try:
-        with quiet_lightning(_reduced_metrics(cfg)):  # and QuietLightning in the processes Lightning starts
-            return _run(cfg, run_dir, footprint)
+        # quiet_lightning: and QuietLightning in the processes Lightning starts.
+        with quiet_lightning(_reduced_metrics(cfg)), StopSignals() as signals:
+            return _run(cfg, run_dir, footprint, signals)
     except BaseException:
         if footprint is not None and not footprint.wrote_checkpoint():
             footprint.take_back()
@@ -321,7 +316,7 @@ def _checkpoint_folders(cfg: DictConfig) -> list[Path]:
     return list(dict.fromkeys(folders))
 
 
-def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None) -> float | None:
+def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None, signals: StopSignals) -> float | None:
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
     datamodule = construct(cfg.data, "data")
@@ -330,7 +325,7 @@ def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None) -> float |
     if not attach_optimizers(module, optimization):
         _check_groups_unused(module, _task_overrides())
     start = _checkpoint_to_load(cfg, module)
-    trainer = build_trainer(cfg, run_dir, start["ckpt_path"] if cfg.action == "train" and cfg.train else None)
+    trainer = build_trainer(cfg, run_dir, signals, start["ckpt_path"] if cfg.action == "train" and cfg.train else None)
 
     status, results = "failed", {}
     try:
@@ -345,10 +340,17 @@ def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None) -> float |
         else:
             results = _train_and_test(cfg, trainer, module, datamodule, start)
         status = "pruned" if _pruned(trainer) else "completed"
-    except (KeyboardInterrupt, SystemExit):
-        # Lightning turns Ctrl+C into SystemExit after its graceful shutdown.
-        status = "interrupted"
+    except StopRequested as stop:
+        status, results["signal"] = "interrupted", stop.name
         raise
+    except (KeyboardInterrupt, SystemExit):
+        # A second stop signal: Lightning turns the KeyboardInterrupt into SystemExit after its own shutdown.
+        status = "interrupted"
+        if signals.received is None:
+            raise
+        stop = signals.stop()
+        results["signal"] = stop.name
+        raise stop from None
     finally:
         summary = _summarize(cfg, trainer, status, started, results)
         # A failed run with no checkpoint is taken back (see run()): no summary of it either.
