@@ -123,8 +123,8 @@ CASES = [
          existing="earlier"),
     Case(("ckpt_path={not_torch}",), "ckpt_path: '{not_torch}' is not a readable checkpoint (", 1),
     Case(("ckpt_path={no_state}",), "ckpt_path: '{no_state}' is not a Lightning checkpoint (it has no state_dict)", 1),
-    Case(("ckpt_path={unsafe}",), "ckpt_path: '{unsafe}' holds a pickled fractions.Fraction, which torch.load(weights_only=True) refuses", 1),
-    Case(("resume=auto",), "resume=auto: '{tmp}/run/checkpoints/last.ckpt' holds a pickled fractions.Fraction", 1, existing="unsafe"),
+    Case(("ckpt_path={unsafe}",), "ckpt_path: '{unsafe}' is unsafe to load: it holds fractions.Fraction, a pickled object", 1),
+    Case(("resume=auto",), "resume=auto: '{tmp}/run/checkpoints/last.ckpt' is unsafe to load: it holds fractions.Fraction", 1, existing="unsafe"),
 ]
 
 

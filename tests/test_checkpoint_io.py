@@ -5,9 +5,10 @@ import time
 
 import pytest
 import torch
+from support import FAST, run_cli
 
 from lit_train.training.atomic import atomic_write
-from lit_train.training.checkpoint_io import AtomicCheckpointIO
+from lit_train.training.checkpoint_io import AtomicCheckpointIO, UnsafeCheckpointError, read_checkpoint
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -62,3 +63,43 @@ def test_atomic_files_get_the_permissions_of_a_plain_write(tmp_path):
     plain.write_bytes(b"x")
     atomic_write(tmp_path / "atomic.txt", lambda f: f.write(b"x"))
     assert (tmp_path / "atomic.txt").stat().st_mode == plain.stat().st_mode
+
+
+#: A class whose unpickling leaves a mark: a checkpoint that holds one runs its code if it is loaded unsafely.
+PAYLOAD = """
+class Payload:
+    def __setstate__(self, state):
+        open(state["mark"], "w").close()
+"""
+
+
+def _unsafe_checkpoint(folder, monkeypatch):
+    (folder / "payload_pkg.py").write_text(PAYLOAD)
+    monkeypatch.syspath_prepend(str(folder))
+    from payload_pkg import Payload
+
+    payload = Payload()
+    payload.mark = str(folder / "code_ran")
+    torch.save({"state_dict": {}, "global_step": 0, "x": payload}, folder / "unsafe.ckpt")
+    return folder / "unsafe.ckpt"
+
+
+def test_a_checkpoint_holding_a_pickled_class_is_refused_as_unsafe(tmp_path, monkeypatch):
+    ckpt = _unsafe_checkpoint(tmp_path, monkeypatch)
+    with pytest.raises(UnsafeCheckpointError, match=rf"^'{ckpt}' is unsafe to load: it holds payload_pkg.Payload, "):
+        read_checkpoint(ckpt)
+    assert not (tmp_path / "code_ran").exists()
+
+
+def test_an_unsafe_checkpoint_given_to_the_cli_is_one_line_and_runs_no_code(tmp_path, monkeypatch):
+    ckpt = _unsafe_checkpoint(tmp_path, monkeypatch)
+    result = run_cli(f"ckpt_path={ckpt}", *FAST, "callbacks.progress_bar=null", f"hydra.run.dir={tmp_path / 'run'}",
+                     cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)}, timeout=120)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: ckpt_path: '{ckpt}' is unsafe to load: it holds payload_pkg.Payload, a pickled object "
+                      "that torch.load(weights_only=True) refuses because loading could run code; lit_train loads "
+                      "only checkpoints of tensors and plain values"]
+    assert not (tmp_path / "code_ran").exists()
+    assert not (tmp_path / "run").exists()

@@ -2,7 +2,6 @@
 
 import os
 import pickle
-import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from lit_train.config.messages import Explained, unsafe_to_load
 from lit_train.training.atomic import atomic_write
 
 
@@ -29,7 +29,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write(Path(path), lambda f: torch.save(checkpoint, f))
 
 
-class CheckpointError(ValueError):
+class CheckpointError(Explained, ValueError):
     """A checkpoint that cannot be used: unreadable, unsafe to load, or not a Lightning checkpoint."""
 
 
@@ -54,12 +54,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except pickle.UnpicklingError as error:
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-        if refused is None:
-            raise CheckpointError(f"{str(path)!r} is not a readable checkpoint ({_first_line(error)})") from None
-        raise UnsafeCheckpointError(f"{str(path)!r} holds a pickled {refused.group(1)}, which torch.load(weights_only=True) "
-                                    "refuses to run; lit_train loads only checkpoints of tensors and plain values") from None
+    except pickle.UnpicklingError as error:  # what safe loading refuses, whatever torch's wording
+        raise UnsafeCheckpointError(f"{str(path)!r} {unsafe_to_load(error)}") from None
     except Exception as error:  # truncated, not a zip archive, not a torch archive, ...
         raise CheckpointError(f"{str(path)!r} is not a readable checkpoint ({_first_line(error)})") from None
     if not isinstance(checkpoint, dict):
