@@ -53,9 +53,10 @@ BAD = [
     (["trainer.gradient_clip_algorithm=norms"], "trainer.gradient_clip_algorithm: must be one of 'norm', 'value', null, got 'norms'"),
     (["trainer.accumulate_grad_batches=0"], "trainer.accumulate_grad_batches: must be an integer >= 1, got 0"),
     (["model._target_=my_pkg.Model"], "model._target_: cannot import 'my_pkg.Model': no module named 'my_pkg'"),
-    (["allowed_targets=[torch.,lit_train.]"], "trainer._target_: 'lightning.pytorch.Trainer' is not in allowed_targets (torch., lit_train.)"),
-    (["allowed_targets=[lit_]", "model.net._target_=os.system"], "model.net._target_: 'os.system' is not in allowed_targets (lit_)"),
+    (["model.net._target_=os.system"], "model.net._target_: 'os.system' is refused: it can run arbitrary code (denied: os.*)"),
+    (["allowed_targets=[os]", "model.net._target_=os.system"], "model.net._target_: 'os.system' is refused: it can run arbitrary code"),
     (["allowed_targets=torch."], "allowed_targets: must be a list of non-empty strings, got 'torch.'"),
+    (["allowed_targets=['*']"], "allowed_targets: each entry must be a package, module or class name such as my_pkg (or my_pkg.), got '*'"),
     (["+callbacks.extra={foo: 1}"], "callbacks.extra: must be a callback config with a _target_"),
 ]
 

@@ -11,11 +11,11 @@ import sys
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from lit_train.config.compose import command_problems, planned_job_config
+from lit_train.config.compose import added_overrides, command_problems, planned_job_config
 from lit_train.config.launcher import launcher_problems
-from lit_train.config.validate import validate
+from lit_train.config.validate import hydra_problems, validate
 
 #: Exit code of a command refused for its config.
 EXIT_BAD_CONFIG = 2
@@ -43,11 +43,17 @@ class CheckConfig(Callback):
     """Validates a single run's config, or every job and the launcher of a sweep, as Hydra composed them."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if problems := validate(planned_job_config(config, multirun=False)):
+        # The command line Hydra parsed is this process's own; hydra.overrides is Hydra's record of it.
+        command_line = sys.argv[1:]
+        problems = added_overrides(config, command_line) or [
+            *hydra_problems(config, command_line), *validate(planned_job_config(config, multirun=False), command_line)]
+        if problems:
             refuse(problems)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Each swept value composes a job of its own; the sweep's config holds only the first.
-        overrides = [*config.hydra.overrides.hydra, *config.hydra.overrides.task]
-        if problems := command_problems(overrides, multirun=True) or launcher_problems(config):
+        record = OmegaConf.to_container(config.hydra.overrides, resolve=False)  # as typed: ${...} unresolved
+        overrides = [*record["hydra"], *record["task"]]
+        problems = added_overrides(config, sys.argv[1:]) or command_problems(overrides, multirun=True)
+        if problems := problems or launcher_problems(config):
             refuse(problems)

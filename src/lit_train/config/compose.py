@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lit_train.config.messages import did_you_mean
 from lit_train.config.overrides import expand_callback_additions
-from lit_train.config.validate import REQUIRED_GROUPS, validate
+from lit_train.config.validate import REQUIRED_GROUPS, hydra_problems, validate
 
 CONFIG_MODULE = "lit_train.conf"
 CONFIG_NAME = "config"
@@ -126,25 +126,44 @@ def planned_job_config(cfg: DictConfig, multirun: bool) -> DictConfig:
     return job
 
 
+def added_overrides(cfg: DictConfig, command_line: list[str]) -> list[str]:
+    """Overrides in Hydra's record of the command line (``hydra.overrides``) that ``command_line`` does not hold.
+
+    Hydra appends the command line's overrides to whatever ``hydra.overrides``
+    a config file set, and a sweep runs every job with those it records. A
+    config file that writes there speaks with the user's voice: each such
+    override is a problem.
+    """
+    given = set(command_line)
+    record = OmegaConf.to_container(cfg.hydra.overrides, resolve=False)  # as typed: ${...} left unresolved
+    recorded = [*record["task"], *(o for o in record["hydra"] if not o.startswith("hydra.mode="))]
+    return [f"hydra.overrides: {o!r} is not on the command line; a config file may not add overrides"
+            for o in recorded if o not in given]
+
+
 def command_problems(overrides: list[str], multirun: bool) -> list[str]:
     """Every problem with the config that ``overrides`` compose to, composing with the Hydra now initialized.
 
-    Under ``multirun`` each swept value is composed once (see
-    :func:`_job_override_sets`); ranges that only a sweeper samples are checked
-    inside each job.
+    ``overrides`` are the user's own words (the targets they name need no
+    ``allowed_targets``). Under ``multirun`` each swept value is composed once
+    (see :func:`_job_override_sets`) and Hydra's node is checked with the first;
+    ranges that only a sweeper samples are checked inside each job.
     """
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
         return [f"bad override: {str(e).splitlines()[0]}"]
     problems: list[str] = []
+    hydra_checked = False  # the jobs of a sweep share Hydra's node: checked once
     for job in _job_override_sets(parsed, multirun):
         try:
-            cfg = planned_job_config(compose(CONFIG_NAME, overrides=job, return_hydra_config=True), multirun)
+            cfg = compose(CONFIG_NAME, overrides=job, return_hydra_config=True)
         except (HydraException, ValueError) as e:  # Hydra's ValueError: a group set to null
             new = _diagnose(job, e)
         else:
-            new = validate(cfg)
+            hydra = [] if hydra_checked else hydra_problems(cfg, job)
+            hydra_checked = True
+            new = added_overrides(cfg, job) or [*hydra, *validate(planned_job_config(cfg, multirun), job)]
         problems += [p for p in new if p not in problems]
     return problems
 

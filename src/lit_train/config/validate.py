@@ -10,8 +10,10 @@ import os
 import re
 import zipfile
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
@@ -20,6 +22,7 @@ from lit_train.config.specs import (
 )
 from lit_train.config.messages import did_you_mean
 from lit_train.config.rules import Flag, ListOf, Number, OneOf, Text, Union
+from lit_train.config.targets import Site, TargetPolicy, entry_problem, sets_key, sites, typed
 
 _BAD = object()  # stands for a value that could not be resolved (already reported)
 
@@ -337,26 +340,71 @@ def _check_packages(cfg: dict, problems: list[str]) -> None:
                         "or lit-train[loggers])")
 
 
-def _targets(node: Any, path: str) -> list[tuple[str, str]]:
-    """Every ``(path, _target_)`` in a config tree, nested ones (``model.net``) included."""
-    if isinstance(node, list):
-        return [found for i, item in enumerate(node) for found in _targets(item, f"{path}[{i}]")]
-    if not isinstance(node, dict):
-        return []
-    found = [(path, node["_target_"])] if isinstance(node.get("_target_"), str) else []
-    for key, value in node.items():
-        found += _targets(value, f"{path}.{key}" if path else str(key))
-    return found
+def _command_line_of_job() -> list[str] | None:
+    """The overrides of the Hydra job now running that the user wrote: those a sweeper did not generate from
+    ``hydra.sweeper.params`` (which a config file can set). ``None`` outside a Hydra job."""
+    if not HydraConfig.initialized():
+        return None
+    hydra = HydraConfig.get()
+    generated = set((hydra.sweeper.get("params") or {}).keys())
+    record = OmegaConf.to_container(hydra.overrides, resolve=False)  # as typed: ${...} left unresolved
+    overrides = [*record["task"], *record["hydra"]]
+    return [o for o in overrides if o.lstrip("+~").partition("=")[0] not in generated]
 
 
-def _check_targets(cfg: dict, problems: list[str]) -> None:
-    """Every ``_target_`` must be importable (checked without importing it) and, if restricted, allowed."""
-    allowed = cfg.get("allowed_targets")
-    for path, target in _targets({k: v for k, v in cfg.items() if k != "allowed_targets"}, ""):
-        if importlib.util.find_spec(target.split(".")[0]) is None:
-            problems.append(f"{path}._target_: cannot import {target!r}: no module named {target.split('.')[0]!r}")
-        elif isinstance(allowed, list) and not target.startswith(tuple(allowed)):
-            problems.append(f"{path}._target_: {target!r} is not in allowed_targets ({', '.join(allowed)})")
+def target_policy(cfg: dict, command_line: Sequence[str] | None, problems: list[str]) -> TargetPolicy:
+    """The policy for ``cfg``'s targets: lit_train's packages plus ``allowed_targets`` if the user set it.
+
+    With the command line known, only the command line may add to the allow-list: an ``allowed_targets`` that
+    a config file sets is reported and not used.
+    """
+    additions = cfg.get("allowed_targets")
+    if not isinstance(additions, list) or any(entry_problem(entry) for entry in additions):
+        for entry in additions if isinstance(additions, list) else []:
+            if reason := entry_problem(entry):
+                problems.append(f"allowed_targets: {reason}")
+        additions = []
+    if additions and command_line is not None and not sets_key(command_line, "allowed_targets"):
+        problems.append(f"allowed_targets: {additions!r} is set by a config file, not the command line; only the "
+                        f"command line can allow more targets (add allowed_targets=[{','.join(additions)}] "
+                        "if you trust that config)")
+        additions = []
+    return TargetPolicy(tuple(additions), typed(command_line or ()))
+
+
+def _check_targets(cfg: DictConfig, plain: dict, command_line: Sequence[str] | None, problems: list[str]) -> None:
+    """Every ``_target_`` (and the ``path`` a locator such as hydra.utils.get_class takes) must be importable
+    (checked without importing it), not denied, and allowed: by lit_train's packages, ``allowed_targets``, or
+    the user's own command line."""
+    policy = target_policy(plain, command_line, problems)
+    problems += policy.problems(sites(cfg))
+
+
+def hydra_problems(cfg: DictConfig, command_line: Sequence[str]) -> list[str]:
+    """Every problem with the targets of Hydra's node of a composed config: its callbacks, launcher, sweeper
+    (and the targets its ``params`` may choose), and the handlers, formatters and filters of its logging.
+
+    Checked once per command: a sweep's jobs share the node.
+    """
+    reported_by_validate: list[str] = []
+    try:
+        additions = _plain(cfg.get("allowed_targets"), "allowed_targets", reported_by_validate)
+    except OmegaConfBaseException:
+        additions = None
+    policy = target_policy({"allowed_targets": additions}, command_line, reported_by_validate)
+    hydra = cfg.hydra
+    found = []
+    for key in hydra.keys():
+        node = None if OmegaConf.is_interpolation(hydra, key) else hydra[key]
+        if isinstance(node, (DictConfig, ListConfig)):
+            logging = key in ("hydra_logging", "job_logging")
+            found += sites(node, f"hydra.{key}", ("_target_", "class", "()") if logging else ("_target_",))
+    params = OmegaConf.to_container(hydra.sweeper, resolve=False).get("params") if "sweeper" in hydra else None
+    for key, value in (params or {}).items():
+        if str(key).endswith("_target_"):
+            found += [Site(f"hydra.sweeper.params.{key}", target)
+                      for _, target in typed([f"{key}={value}"]) if isinstance(target, str)]
+    return policy.problems(found)
 
 
 def _check_paths(cfg: dict, problems: list[str]) -> None:
@@ -419,8 +467,14 @@ def _drop_echoes(cfg: DictConfig, problems: list[str]) -> list[str]:
     return [problem for problem in problems if _echoed_key(cfg, problem.split(":", 1)[0]) not in reported]
 
 
-def validate(cfg: DictConfig) -> list[str]:
+def validate(cfg: DictConfig, command_line: Sequence[str] | None = None) -> list[str]:
     """Returns every problem of a composed lit_train config (empty when it is fine).
+
+    ``command_line``: the overrides the user wrote. The targets they set are the
+    user's own and need no ``allowed_targets`` entry, and only they may set
+    ``allowed_targets``. Inside a Hydra job they default to the job's overrides
+    (less those a sweeper generated); elsewhere to unknown, which trusts no
+    target and takes ``allowed_targets`` as given.
 
     Example::
 
@@ -452,6 +506,6 @@ def validate(cfg: DictConfig) -> list[str]:
     if "trial" in plain:
         _check_trial(plain["trial"], problems)
     _check_packages(plain, problems)
-    _check_targets(plain, problems)
+    _check_targets(cfg, plain, command_line if command_line is not None else _command_line_of_job(), problems)
     _check_paths(plain, problems)
     return _drop_echoes(cfg, problems)
