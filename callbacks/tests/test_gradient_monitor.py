@@ -28,6 +28,10 @@ from lit_callbacks import GradientMonitor
         ({"exploding": "big"}, TypeError, r"`exploding` must be a number, got 'big'"),
         ({"vanishing": 1.0, "exploding": 1.0}, ValueError, r"`vanishing` must be below `exploding`, got vanishing=1.0"),
         ({"patience": 0}, ValueError, r"`patience` must be an int >= 1, got 0"),
+        ({"max_skipped_fraction": 0.0}, ValueError, r"`max_skipped_fraction` must be > 0.0, got 0.0"),
+        ({"max_skipped_fraction": 1.5}, ValueError, r"`max_skipped_fraction` must be <= 1.0, got 1.5"),
+        ({"max_skipped_fraction": math.nan}, ValueError, r"`max_skipped_fraction` must be finite, got nan"),
+        ({"max_skipped_fraction": "10%"}, TypeError, r"`max_skipped_fraction` must be a number, got '10%'"),
     ],
 )
 def test_invalid_arguments_are_named_in_the_error(kwargs, error, match):
@@ -644,3 +648,117 @@ def test_double_precision_gradients_are_measured_in_double():
     trainer.fit(TinyModule(), tiny_loader())
     assert [step for step, metrics in logger.records if "grad_norm/total" in metrics] == [0, 1]
     assert all(math.isfinite(value) for value in monitor.last_metrics.values())
+
+
+class NaNOnSteps(TinyModule):
+    """TinyModule whose ``net.2.weight`` gradient holds a NaN on the chosen optimizer steps (every one for ``None``)."""
+
+    def __init__(self, steps=None, optimizer: str = "sgd") -> None:
+        super().__init__(optimizer=optimizer)
+        self.bad_steps = steps
+
+    def on_after_backward(self):
+        if self.bad_steps is None or self.global_step in self.bad_steps:
+            self.net[2].weight.grad[0, 0] = float("nan")
+
+
+class FusedNaNOnSteps(NaNOnSteps):
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=0.01, fused=True)
+
+
+def cap_message(skipped: int, steps: int, fraction: float) -> str:
+    return (
+        rf"^{skipped} of the {steps} optimizer steps so far \({round(100 * skipped / steps)}%\) were skipped for"
+        rf" non-finite gradients, more than max_skipped_fraction={fraction}\. Stopped training\. Lower the learning"
+        r" rate, clip gradients"
+    )
+
+
+@pytest.mark.parametrize(("fraction", "steps"), [(0.25, 4), (0.3, 4), (0.1, 10), (1 / 3, 3)])
+def test_skipping_every_step_stops_after_ceil_one_over_the_fraction_steps(fraction, steps):
+    monitor = GradientMonitor(on_nonfinite="skip", max_skipped_fraction=fraction)
+    trainer = tiny_trainer(max_steps=20, callbacks=[monitor])
+    with pytest.warns(UserWarning, match=cap_message(steps, steps, fraction)):
+        trainer.fit(NaNOnSteps(), tiny_loader(samples=160))
+    assert trainer.global_step == steps and trainer.should_stop
+    assert monitor.skipped_steps == steps
+    assert monitor.stopped_reason == "too_many_skipped_steps"
+    assert monitor.stop_message.startswith(f"{steps} of the {steps} optimizer steps so far")
+    assert monitor.state_dict()["stopped_reason"] == "too_many_skipped_steps"
+
+
+def test_an_early_burst_of_skips_stops_once_enough_steps_ran():
+    monitor = GradientMonitor(on_nonfinite="skip", max_skipped_fraction=0.25)
+    trainer = tiny_trainer(max_steps=20, callbacks=[monitor])
+    with pytest.warns(UserWarning, match=cap_message(3, 4, 0.25)):
+        trainer.fit(NaNOnSteps(steps={0, 1, 2}), tiny_loader(samples=160))
+    assert trainer.global_step == 4  # step 3 was clean; it is the first step the fraction is checked at
+    assert monitor.stopped_reason == "too_many_skipped_steps"
+
+
+def test_skips_up_to_the_fraction_train_on():
+    monitor = GradientMonitor(on_nonfinite="skip", max_skipped_fraction=0.2)
+    trainer = tiny_trainer(max_steps=20, callbacks=[monitor])
+    with pytest.warns(UserWarning, match=r"Skipped this optimizer step \(2 skipped so far\)"):
+        trainer.fit(NaNOnSteps(steps={2, 9}), tiny_loader(samples=160))  # 1 of 5 and 2 of 10: at the cap, not above
+    assert trainer.global_step == 20 and not trainer.should_stop
+    assert monitor.skipped_steps == 2 and monitor.stopped_reason is None
+
+
+@pytest.mark.parametrize(("on_nonfinite", "fraction"), [("skip", None), ("warn", 0.25)])
+def test_the_cap_is_off_with_none_and_applies_only_to_skip(on_nonfinite, fraction):
+    monitor = GradientMonitor(on_nonfinite=on_nonfinite, max_skipped_fraction=fraction)
+    trainer = tiny_trainer(max_steps=8, callbacks=[monitor])
+    with pytest.warns(UserWarning, match="non-finite gradients"):
+        trainer.fit(NaNOnSteps(), tiny_loader(samples=64))
+    assert trainer.global_step == 8 and not trainer.should_stop
+    assert monitor.stopped_reason is None
+    assert monitor.skipped_steps == (8 if on_nonfinite == "skip" else 0)
+
+
+@pytest.mark.parametrize(("log_every_n_steps", "trainers", "stopped_at"), [(4, 1, 5), (None, 0, 2)])
+def test_device_skip_applies_the_cap_at_the_step_that_reads_the_counts(log_every_n_steps, trainers, stopped_at):
+    monitor = GradientMonitor(
+        log_every_n_steps=log_every_n_steps, on_nonfinite="skip", skip_on_device=True, max_skipped_fraction=0.5
+    )
+    trainer = tiny_trainer(max_steps=12, log_every_n_steps=trainers, callbacks=[monitor])
+    with pytest.warns(UserWarning, match=cap_message(stopped_at, stopped_at, 0.5)):
+        trainer.fit(FusedNaNOnSteps(), tiny_loader(samples=96))
+    # the cap is checked from step 1 on (ceil(1 / 0.5) = 2 steps), here at the first read after it
+    assert trainer.global_step == stopped_at and monitor.skipped_steps == stopped_at
+    assert monitor.stopped_reason == "too_many_skipped_steps"
+
+
+def test_device_skip_applies_the_cap_to_drops_read_at_the_end_of_training():
+    monitor = GradientMonitor(log_every_n_steps=10, on_nonfinite="skip", skip_on_device=True, max_skipped_fraction=0.5)
+    trainer = tiny_trainer(max_steps=6, callbacks=[monitor])
+    with pytest.warns(UserWarning, match=cap_message(4, 6, 0.5)):
+        trainer.fit(FusedNaNOnSteps(steps={2, 3, 4, 5}), tiny_loader(samples=48))
+    assert trainer.global_step == 6 and monitor.stopped_reason == "too_many_skipped_steps"
+
+
+def test_the_skip_count_and_the_step_survive_resume(tmp_path):
+    first = GradientMonitor(on_nonfinite="skip", max_skipped_fraction=0.25)
+    trainer = tiny_trainer(max_steps=3, callbacks=[first])
+    with pytest.warns(UserWarning, match=r"Skipped this optimizer step \(2 skipped so far\)"):
+        trainer.fit(NaNOnSteps(steps={0, 1}), tiny_loader(samples=160))
+    assert first.stopped_reason is None  # 3 steps: too few for a fraction of 0.25
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+
+    resumed = GradientMonitor(on_nonfinite="skip", max_skipped_fraction=0.25)
+    trainer = tiny_trainer(max_steps=20, max_epochs=5, callbacks=[resumed])  # saved after fit: epoch 0 counts as done
+    with pytest.warns(UserWarning, match=cap_message(2, 4, 0.25)):
+        trainer.fit(NaNOnSteps(steps={0, 1}), tiny_loader(samples=160), ckpt_path=tmp_path / "run.ckpt")
+    assert trainer.global_step == 4 and resumed.stopped_reason == "too_many_skipped_steps"
+
+
+def test_the_cap_is_left_out_of_the_state_key_and_old_stops_keep_their_reason():
+    assert GradientMonitor(max_skipped_fraction=0.5).state_key == GradientMonitor(max_skipped_fraction=None).state_key
+    monitor = GradientMonitor()
+    monitor.load_state_dict({"stop_message": "At optimizer step 2, ..."})  # saved before stop reasons were
+    assert monitor.stopped_reason == "non_finite_gradient"
+    monitor.load_state_dict({"stop_message": "3 of the 4 ...", "stopped_reason": "too_many_skipped_steps"})
+    assert monitor.stopped_reason == "too_many_skipped_steps"
+    monitor.load_state_dict({})
+    assert monitor.stopped_reason is None

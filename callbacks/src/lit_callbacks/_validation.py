@@ -52,14 +52,16 @@ def check_number(
     minimum: float | None = None,
     *,
     strict: bool = False,
+    maximum: float | None = None,
 ) -> None:
-    """Raise unless ``value`` is a finite real number, optionally bounded below.
+    """Raise unless ``value`` is a finite real number, optionally bounded.
 
     Args:
         name: Argument name used in the message.
         value: The value passed by the user.
         minimum: Lower bound, or ``None`` for no bound.
-        strict: If ``True`` the bound is exclusive (``value > minimum``).
+        strict: If ``True`` the lower bound is exclusive (``value > minimum``).
+        maximum: Inclusive upper bound, or ``None`` for no bound.
 
     Raises:
         TypeError: If ``value`` is not an int or float.
@@ -69,9 +71,10 @@ def check_number(
         raise TypeError(f"`{name}` must be a number, got {value!r}")
     if not math.isfinite(value):
         raise ValueError(f"`{name}` must be finite, got {value!r}")
-    if minimum is None:
-        return
-    if strict and not value > minimum:
-        raise ValueError(f"`{name}` must be > {minimum}, got {value!r}")
-    if not strict and not value >= minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value!r}")
+    if minimum is not None:
+        if strict and not value > minimum:
+            raise ValueError(f"`{name}` must be > {minimum}, got {value!r}")
+        if not strict and not value >= minimum:
+            raise ValueError(f"`{name}` must be >= {minimum}, got {value!r}")
+    if maximum is not None and not value <= maximum:
+        raise ValueError(f"`{name}` must be <= {maximum}, got {value!r}")

@@ -62,7 +62,8 @@ class GradientMonitor(Callback):
       any ``should_stop`` (``min_epochs``/``min_steps`` still apply; each further
       non-finite step is dropped too).
     * ``"skip"``: drops the update of that step the same way and counts it in
-      ``skipped_steps``; training goes on.
+      ``skipped_steps``; training goes on, unless more than ``max_skipped_fraction``
+      of the optimizer steps so far were dropped (see below).
     * ``"warn"``: only warns; the optimizer applies the update.
 
     The warning counts the parameters whose gradient holds a NaN or Inf and names the
@@ -74,6 +75,21 @@ class GradientMonitor(Callback):
     losses are kept, unread, from ``on_before_backward``; the names and the loss are
     read only once a step is non-finite, on the host check in the one extra transfer of
     the exact check, on the device skip in the transfer that reports the step.
+
+    A run that skips most of its steps can still look healthy: its loss is that of the
+    few steps that went through. With ``"skip"``, once ``skipped_steps / n`` exceeds
+    ``max_skipped_fraction``, where ``n`` is the number of optimizer steps run so far
+    (the current one included, ``trainer.global_step + 1``), the monitor sets
+    ``trainer.should_stop``, warns with the count and the fraction, and sets
+    ``stopped_reason`` to ``"too_many_skipped_steps"``. A fraction of a few steps means
+    little (one drop in the first step is 100%), so the cap is checked only once
+    ``n >= ceil(1 / max_skipped_fraction)``: a single dropped step never stops training
+    by itself, and an early burst of drops stops it at that step if it is still above
+    the fraction then. On the host check the cap is checked every step; on the device
+    skip, where the counts are read only on logged steps, it takes effect at the step
+    that reads them (and at the end of training). ``skipped_steps`` and the trainer's
+    step both come back on resume, so the fraction carries on where it was; both are
+    the same on every rank, so all ranks stop on the same step.
 
     Under fp16 mixed precision with a gradient scaler, non-finite gradients are the
     scaler's normal overflow signal: the scaler already skips those steps, so the
@@ -121,11 +137,16 @@ class GradientMonitor(Callback):
         skip_on_device: ``True`` forces the device skip (the optimizer must support it),
             ``False`` the host check; ``None`` picks the device skip on accelerators where
             the optimizer supports it. Default ``None``.
+        max_skipped_fraction: With ``on_nonfinite="skip"``, stop training once more than
+            this fraction of the optimizer steps were dropped; in ``(0, 1]`` (``1.0`` never
+            stops), ``None`` disables the cap. Default ``0.1``.
 
     Attributes:
         skipped_steps: Optimizer steps whose update was dropped (``"skip"``/``"stop"``).
-        stop_message: The message of the non-finite stop, or ``None``.
-        stopped_reason: ``"non_finite_gradient"`` after a non-finite stop, else ``None``.
+        stop_message: The message of the stop, or ``None``.
+        stopped_reason: One of :attr:`REASONS` once this monitor stopped training:
+            ``"non_finite_gradient"`` after a non-finite stop, ``"too_many_skipped_steps"``
+            after the skip cap; else ``None``.
         last_metrics: The metrics of the latest logged step, by key.
 
     Raises:
@@ -143,6 +164,7 @@ class GradientMonitor(Callback):
     PER = ("module", "parameter")
     ON_NONFINITE = ("stop", "skip", "warn")
     NAMED_PARAMETERS = 5  # a non-finite report names this many parameters, then counts the rest
+    REASONS = ("non_finite_gradient", "too_many_skipped_steps")
 
     def __init__(
         self,
@@ -153,6 +175,7 @@ class GradientMonitor(Callback):
         exploding: float | None = 1e3,
         patience: int = 3,
         skip_on_device: bool | None = None,
+        max_skipped_fraction: float | None = 0.1,
     ) -> None:
         if log_every_n_steps is not None:
             check_int("log_every_n_steps", log_every_n_steps, minimum=1)
@@ -168,7 +191,10 @@ class GradientMonitor(Callback):
             )
         check_int("patience", patience, minimum=1)
         check_bool("skip_on_device", skip_on_device, allow_none=True)
+        if max_skipped_fraction is not None:
+            check_number("max_skipped_fraction", max_skipped_fraction, minimum=0.0, strict=True, maximum=1.0)
         self.skip_on_device = skip_on_device
+        self.max_skipped_fraction = max_skipped_fraction
         self.log_every_n_steps = log_every_n_steps
         self._interval = log_every_n_steps  # resolved against the trainer in `setup`
         self.per = per
@@ -179,6 +205,7 @@ class GradientMonitor(Callback):
 
         self.skipped_steps = 0
         self.stop_message: str | None = None
+        self.stopped_reason: str | None = None
         self.last_metrics: dict[str, float] = {}
         self._streaks: dict[str, dict[str, int]] = {"vanishing": {}, "exploding": {}}
         self._warned: set[tuple[str, str]] = set()
@@ -196,12 +223,8 @@ class GradientMonitor(Callback):
         self._carried = _NonFinite()  # unreported steps restored from a checkpoint
         self._flagged: Optimizer | None = None  # the optimizer holding this step's found_inf
 
-    @property
-    def stopped_reason(self) -> str | None:
-        """``"non_finite_gradient"`` once this monitor stopped training, else ``None``."""
-        return "non_finite_gradient" if self.stop_message is not None else None
-
     # Cached: Lightning reads the key around every hook call, and it only names constructor arguments.
+    # Only the arguments that tell two monitors apart: a new argument here would orphan older checkpoints.
     @cached_property
     @override
     def state_key(self) -> str:
@@ -293,6 +316,7 @@ class GradientMonitor(Callback):
             found = self._find_nonfinite(trainer, grads, present, losses)
             if found.steps > 0:
                 self._handle_nonfinite(trainer, optimizer, step, found)
+        self._check_skipped_fraction(trainer, step)
         if log_now:
             self._log(trainer, step, values[1:-1], values[-1])
 
@@ -367,8 +391,11 @@ class GradientMonitor(Callback):
         return _NonFinite(*(int(value) for value in values[:3]), names)
 
     def _act_on_pending(self, trainer: L.Trainer, step: int, found: _NonFinite) -> None:
-        if found.steps == 0:
-            return
+        if found.steps > 0:
+            self._report_drops(trainer, step, found)
+        self._check_skipped_fraction(trainer, step)  # the counts are current up to `step` only here
+
+    def _report_drops(self, trainer: L.Trainer, step: int, found: _NonFinite) -> None:
         message = self._describe(f"{found.steps} non-finite gradient step(s) up to optimizer step {step};", found)
         if self.on_nonfinite == "warn":
             rank_zero_warn(message)
@@ -377,7 +404,31 @@ class GradientMonitor(Callback):
         if self.on_nonfinite == "skip":
             rank_zero_warn(f"{message} Skipped them on the device ({self.skipped_steps} skipped so far).")
             return
-        self._stop(trainer, f"{message} Stopped training; their updates were dropped, so the weights stay finite.")
+        self._stop(
+            trainer,
+            f"{message} Stopped training; their updates were dropped, so the weights stay finite.",
+            "non_finite_gradient",
+        )
+
+    def _check_skipped_fraction(self, trainer: L.Trainer, step: int) -> None:
+        """Stops training once the dropped steps exceed ``max_skipped_fraction`` of the ``step + 1`` steps so far.
+
+        ``skipped_steps`` counts steps whose non-finite flag was reduced over all ranks, and
+        ``step`` is the trainer's: every rank computes the same decision without a collective.
+        """
+        fraction = self.max_skipped_fraction
+        if fraction is None or self.on_nonfinite != "skip" or self.stopped_reason is not None:
+            return
+        steps = step + 1
+        # integer over integer: a fraction exactly at the cap (1 of 10 for 0.1) compares equal, not above
+        if steps < math.ceil(1 / fraction) or not self.skipped_steps / steps > fraction:
+            return
+        self._stop(
+            trainer,
+            f"{self.skipped_steps} of the {steps} optimizer steps so far ({self.skipped_steps / steps:.0%}) were"
+            f" skipped for non-finite gradients, more than max_skipped_fraction={fraction}. Stopped training.",
+            "too_many_skipped_steps",
+        )
 
     def _describe(self, when: str, found: _NonFinite) -> str:
         """``when``, which parameters have non-finite gradients, and whether the forward or backward pass made them."""
@@ -464,12 +515,17 @@ class GradientMonitor(Callback):
         if self.on_nonfinite == "skip":
             rank_zero_warn(f"{message} Skipped this optimizer step ({self.skipped_steps} skipped so far).")
             return
-        self._stop(trainer, f"{message} Stopped training; the update of this step was dropped, so the weights stay finite.")
+        self._stop(
+            trainer,
+            f"{message} Stopped training; the update of this step was dropped, so the weights stay finite.",
+            "non_finite_gradient",
+        )
 
-    def _stop(self, trainer: L.Trainer, message: str) -> None:
+    def _stop(self, trainer: L.Trainer, message: str, reason: str) -> None:
         self.stop_message = (
             f"{message} Lower the learning rate, clip gradients (Trainer(gradient_clip_val=1.0)) or check the data for NaN."
         )
+        self.stopped_reason = reason
         trainer.should_stop = True
         rank_zero_warn(self.stop_message)
 
@@ -523,6 +579,7 @@ class GradientMonitor(Callback):
             "pending": dataclasses.asdict(pending),
             "skipped_steps": self.skipped_steps,
             "stop_message": self.stop_message,
+            "stopped_reason": self.stopped_reason,
             "streaks": {kind: dict(streaks) for kind, streaks in self._streaks.items()},
             "warned": sorted(self._warned),
         }
@@ -531,6 +588,9 @@ class GradientMonitor(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.skipped_steps = state_dict.get("skipped_steps", 0)
         self.stop_message = state_dict.get("stop_message")
+        # before the skip cap, a stop message could only come from a non-finite stop
+        default_reason = "non_finite_gradient" if self.stop_message is not None else None
+        self.stopped_reason = state_dict.get("stopped_reason", default_reason)
         pending = state_dict.get("pending", {})
         if isinstance(pending, list):  # before parameters were named: [steps, first bad layer + 1]
             pending = {"steps": int(pending[0])}
