@@ -5,6 +5,7 @@ project can use it with a plain ``lightning.Trainer``.
 """
 
 from .activation_monitor import ActivationMonitor
+from .divergence import Divergence
 from .early_stopping import EarlyStopping
 from .gradient_monitor import GradientMonitor
 from .lr_finder import LRFinder, lr_find
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActivationMonitor",
+    "Divergence",
     "EarlyStopping",
     "GradientMonitor",
     "LRFinder",
