@@ -58,13 +58,17 @@ def require_attribute(owner: Any, name: str, where: str) -> None:
 
 
 
+#: Where Hydra keeps its built-in plugins (launchers, sweepers), which configs name as targets.
+HYDRA_CORE_PLUGINS = "hydra._internal.core_plugins"
+
+
 def is_basic_launcher(launcher: Any) -> bool:
     """Whether ``launcher`` is Hydra's in-process launcher (the sweeper then runs parallel trials as processes).
 
     Looked up at each call: Hydra's plugin scan executes its plugin modules
     again, so a class taken before the scan is not the one Hydra instantiates.
     """
-    return isinstance(launcher, private("hydra._internal.core_plugins.basic_launcher", "BasicLauncher"))
+    return isinstance(launcher, private(f"{HYDRA_CORE_PLUGINS}.basic_launcher", "BasicLauncher"))
 
 
 
@@ -128,6 +132,11 @@ def monitor_candidates(callback: Any, trainer: Any) -> dict[str, Any]:
 def should_skip_saving_checkpoint(callback: Any, trainer: Any) -> bool:
     """Whether a ``ModelCheckpoint`` would skip a save now (sanity check, fast_dev_run, already saved this step)."""
     return callback._should_skip_saving_checkpoint(trainer)
+
+
+def save_topk_checkpoint(callback: Any, trainer: Any, candidates: dict[str, Any]) -> None:
+    """Lets a ``ModelCheckpoint`` weigh a save as one of its best ``save_top_k``, as Lightning does."""
+    callback._save_topk_checkpoint(trainer, candidates)
 
 
 def save_last_checkpoint(callback: Any, trainer: Any, candidates: dict[str, Any]) -> None:

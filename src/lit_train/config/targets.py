@@ -29,6 +29,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lit_train._compat import HYDRA_CORE_PLUGINS
+
 #: The packages lit_train's configs, and the Hydra plugins they pick, name (``conf/``, Hydra's own groups, the
 #: lit_optuna sweeper's samplers and pruners, Hydra's logging handlers), and torchmetrics, a dependency for the
 #: user's metrics. A test composes every option of every group and holds each target against this list.
@@ -111,11 +113,11 @@ DENIED = {
     "*.load_checkpoint": _LOADS_PICKLES,
 }
 #: Packages whose private names (a part starting with ``_``) are refused as written: their public API is what
-#: lit_train trusts. Hydra's own plugins (``hydra._internal.core_plugins``) are the exception.
+#: lit_train trusts. Hydra's own plugins (:data:`~lit_train._compat.HYDRA_CORE_PLUGINS`) are the exception.
 _PUBLIC_ONLY = (
     "hydra", "lightning", "lit_callbacks", "lit_train", "optuna", "pytorch_optimizer", "torch", "torchmetrics",
 )
-_PUBLIC_EXCEPTIONS = ("hydra._internal.core_plugins",)
+_PUBLIC_EXCEPTIONS = (HYDRA_CORE_PLUGINS,)
 #: Targets whose ``path`` argument names another callable, which they return: that name is a target too.
 LOCATORS = frozenset({"hydra.utils.get_class", "hydra.utils.get_method", "hydra.utils.get_object",
                       "hydra.utils.get_static_method"})

@@ -45,6 +45,7 @@ ROOT_RULES = {
     "mode": OneOf(("max", "min")),
     "run_dir": Text(),
     "verbose": Flag(),
+    "overwrite": Flag(),
     "allowed_targets": ListOf(Text(), nullable=True),
 }
 GROUP_RULES: dict[str, dict[str, Any]] = {
@@ -420,6 +421,8 @@ def _check_paths(cfg: dict, problems: list[str]) -> None:
         problems.append(f"resume: resume=auto finds the checkpoint itself; drop ckpt_path={ckpt!r} or resume=auto")
     if cfg.get("train") is False and cfg.get("test") is False:
         problems.append("train: nothing to do with train=false and test=false")
+    if cfg.get("overwrite") is True and cfg.get("resume") == "auto":
+        problems.append("overwrite: overwrite=true starts over and resume=auto continues; choose one")
     data_path = cfg.get("data", {}).get("path")
     if isinstance(data_path, str) and not Path(data_path).is_file():
         problems.append(f"data.path: no such file {data_path!r}")

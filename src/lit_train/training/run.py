@@ -227,8 +227,9 @@ def _train_and_test(
         # Whatever the callbacks did, the final state is always kept as last.ckpt.
         trainer.save_checkpoint(Path(cfg.run_dir) / "checkpoints" / LAST_CHECKPOINT, weights_only=False)
     if cfg.test and not _pruned(trainer):
+        # The path rather than "best": Lightning would warn that StopAtStepEnd is a second Checkpoint callback.
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")
-        ckpt = ("best" if best else None) if cfg.train else cfg.ckpt_path
+        ckpt = (best or None) if cfg.train else cfg.ckpt_path
         # verbose=False: the run's summary shows the test metrics instead of Lightning's table.
         tested = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
         results["test_metrics"] = {name: to_number(value) for name, value in (tested[0] if tested else {}).items()}
