@@ -65,7 +65,41 @@ def test_model_checkpoint_internals_resolve():
     assert isinstance(_compat.monitor_candidates(checkpoint, trainer), dict)
     assert isinstance(_compat.should_skip_saving_checkpoint(checkpoint, trainer), bool)
     assert callable(checkpoint._save_last_checkpoint)  # noqa: the name _compat.save_last_checkpoint calls
+    assert callable(checkpoint._save_topk_checkpoint)  # noqa: the name _compat.save_topk_checkpoint calls
     assert _compat.state_key(checkpoint, a=1).startswith("ModelCheckpoint{")
+
+
+def test_validation_follows_the_batches_lightning_validates_after():
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Record(L.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_end(self, trainer, *args):
+            self.seen.append(_compat.validation_follows(trainer))
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(1, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch[0]).sum()
+
+        def validation_step(self, batch, batch_idx):
+            pass
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = DataLoader(TensorDataset(torch.ones(4, 1)), batch_size=1)
+    record = Record()
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_epochs=1,
+                        val_check_interval=2, num_sanity_val_steps=0, callbacks=[record], enable_model_summary=False)
+    trainer.fit(Tiny(), train_dataloaders=data, val_dataloaders=data)
+    assert record.seen == [False, True, False, True]
 
 
 def test_should_update_logs_reads_the_trainer():

@@ -7,11 +7,12 @@ from typing import Any
 import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.nn.parameter import UninitializedParameter
 
 from lit_train._compat import (
-    checkpoint_interval, monitor_candidates, save_last_checkpoint, should_skip_saving_checkpoint,
+    checkpoint_interval, monitor_candidates, save_last_checkpoint, save_topk_checkpoint, should_skip_saving_checkpoint,
 )
 from lit_train.training.checkpoint_io import CheckpointError, read_checkpoint
 
@@ -34,7 +35,28 @@ class ModelCheckpoint(LightningModelCheckpoint):
     "best" checkpoint full of NaN weights. Here a non-finite score is never a
     top-k candidate: the best stays the last finite one, or there is none.
     ``last.ckpt`` is still written, as it is the state to resume or inspect.
+
+    A step-interval save between validations would rank the weights of this step
+    by the score of the last validation, which measured other weights: the best
+    checkpoint and its score would disagree. Here such a stale score is never a
+    top-k candidate (a score logged by training at this step still is), and with
+    ``every_n_train_steps`` the weights are also weighed at each validation's end,
+    where their score was measured.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The step of the last validation and the monitored score it produced.
+        self._validation: tuple[int, Any] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return super().on_validation_end(trainer, pl_module)
+        self._validation = (trainer.global_step, trainer.callback_metrics.get(self.monitor))
+        super().on_validation_end(trainer, pl_module)
+        fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.fast_dev_run
+        if fitting and self.monitor is not None and checkpoint_interval(self) >= 1:
+            save_topk_checkpoint(self, trainer, monitor_candidates(self, trainer))
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -47,13 +69,21 @@ class ModelCheckpoint(LightningModelCheckpoint):
             save_last_checkpoint(self, trainer, candidates)
 
     def check_monitor_top_k(self, trainer: L.Trainer, current: torch.Tensor | None = None) -> bool:
-        if current is None:
+        if current is None or self._stale(trainer, current):
             return False
         finite = bool(torch.isfinite(torch.as_tensor(current)).all())
         # Every rank must take the same decision (the parent's reduce is collective too).
         if not trainer.strategy.reduce_boolean_decision(finite, all=True):
             return False
         return super().check_monitor_top_k(trainer, current)
+
+    def _stale(self, trainer: L.Trainer, current: torch.Tensor) -> bool:
+        """Whether ``current`` is the last validation's score, and the weights have stepped since."""
+        if self._validation is None:
+            return False
+        step, score = self._validation
+        return step != trainer.global_step and score is not None and bool(torch.equal(torch.as_tensor(current),
+                                                                                       torch.as_tensor(score)))
 
 
 def _names(keys: list[str]) -> str:
