@@ -31,21 +31,22 @@ def _rows(path):
 
 @pytest.mark.slow
 def test_killed_and_resumed_run_keeps_the_uninterrupted_metrics(tmp_path):
-    # Two epochs of 20 steps, last.ckpt every 7: killed at step 30, the run resumes from step 28, mid-epoch.
+    # Two epochs of 8 steps, last.ckpt every 3: killed at step 11, the run resumes from step 9, mid-epoch.
     args = ["deterministic=true", "model.net.dropout=0.2", "trainer.max_epochs=2", "trainer.log_every_n_steps=1",
-            "callbacks.model_checkpoint.every_n_train_steps=7", "callbacks.progress_bar=null", "test=false"]
+            "trainer.limit_train_batches=8", "trainer.limit_val_batches=2",
+            "callbacks.model_checkpoint.every_n_train_steps=3", "callbacks.progress_bar=null", "test=false"]
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert run_cli(*args, f"hydra.run.dir={full}", cwd=tmp_path).returncode == 0
 
     env = {"PYTHONPATH": str(ROOT / "tests" / "byo")}
-    killer = "+callbacks.killer={_target_: killer.KillAt, step: 30}"
+    killer = "+callbacks.killer={_target_: killer.KillAt, step: 11}"
     killed = run_cli(*args, killer, f"hydra.run.dir={cut}", cwd=tmp_path, env=env)
     assert killed.returncode == -9
     # The killed run wrote rows past its last checkpoint: those the resumed run logs again.
-    assert max(int(row["step"]) for row in _rows(cut / "metrics.csv")) >= 28
+    assert max(int(row["step"]) for row in _rows(cut / "metrics.csv")) >= 9
     resumed = run_cli(*args, "resume=auto", f"hydra.run.dir={cut}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert read_summary(cut)["resumed_at_step"] == 28
+    assert read_summary(cut)["resumed_at_step"] == 9
 
     assert (cut / "metrics.csv").read_bytes() == (full / "metrics.csv").read_bytes()
 

@@ -20,15 +20,16 @@ from lit_train.training.resume import RngState, find_resume_checkpoint
 from lit_train.training.run import run
 
 COMMON = [
-    "deterministic=true", "model.net.dropout=0.2", "trainer.max_epochs=3", "callbacks.model_checkpoint.every_n_train_steps=7",
-    "callbacks.progress_bar=null", "test=false",
+    "deterministic=true", "model.net.dropout=0.2", "trainer.max_epochs=3", "trainer.limit_train_batches=8",
+    "trainer.limit_val_batches=2", "callbacks.model_checkpoint.every_n_train_steps=3", "callbacks.progress_bar=null",
+    "test=false",
 ]
 CASES = {
-    # 20 steps per epoch: step 30 is the middle of the second epoch.
-    "mid_epoch": ([], 30),
-    "mid_warmup": (["+callbacks=warmup", "callbacks.warmup.ratio=0.5"], 16),
-    "counting_patience": (["+callbacks=early_stopping", "callbacks.early_stopping.min_delta=0.5",
-                           "callbacks.early_stopping.patience=2", "trainer.max_epochs=4"], 47),
+    # 8 steps per epoch: step 11 is the middle of the second epoch.
+    "mid_epoch": ([], 11),
+    "mid_warmup": (["+callbacks=warmup", "callbacks.warmup.ratio=0.5"], 7),
+    "counting_patience": (["+callbacks=early_stopping", "callbacks.early_stopping.min_delta=2",
+                           "callbacks.early_stopping.patience=2", "trainer.max_epochs=4"], 20),
 }
 
 
@@ -59,7 +60,7 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(case, tmp_path):
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
     assert all(torch.equal(optim_a[i][k], optim_b[i][k]) for i in optim_a for k in optim_a[i])
     summary = read_summary(cut)
-    assert summary["resumed_at_step"] == kill_step // 7 * 7
+    assert summary["resumed_at_step"] == kill_step // 3 * 3
     assert summary["stopped_reason"] == read_summary(full)["stopped_reason"]
     if case == "counting_patience":
         assert summary["stopped_reason"] == "patience"
