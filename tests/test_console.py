@@ -111,7 +111,7 @@ def test_help_lists_every_top_level_key_and_the_actions(tmp_path):
     config = OmegaConf.to_container(compose_config([]), resolve=False)
     keys = [key for key, value in config.items() if not isinstance(value, dict) and key != "hydra"]
     assert {"action", "resume", "monitor", "mode", "seed", "train", "test", "ckpt_path", "verbose"} <= set(keys)
-    for key in [*keys, "lr_find", "show_schedule"]:
+    for key in [*keys, "lr_find", "show_schedule", "doctor"]:
         assert re.search(rf"\b{key}\b", result.stdout.split("== Top-level keys")[1]), key
 
 

@@ -34,7 +34,7 @@ _COUNT = Number(1, integer=True)
 _SEED = Number(0, 2**32 - 1, integer=True)
 
 ROOT_RULES = {
-    "action": OneOf(("lr_find", "show_schedule", "train")),
+    "action": OneOf(("doctor", "lr_find", "show_schedule", "train")),
     "seed": _SEED,
     "deterministic": Union((Flag(), OneOf(("warn",)))),
     "train": Flag(),
@@ -119,6 +119,22 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
         "reload_dataloaders_every_n_epochs": Number(0, integer=True),
         "enable_autolog_hparams": Flag(),
         "profiler": OneOf(("advanced", "pytorch", "simple"), nullable=True),
+    },
+    # action=doctor's thresholds (lit_train.training.doctor.DoctorSettings).
+    "doctor": {
+        "data_batches": _COUNT,
+        "scale_limit": Number(1, low_open=True),
+        "imbalance_ratio": Number(1, low_open=True),
+        "overlap_fraction": Number(0, 1),
+        "init_loss_tolerance": Number(0, 1, low_open=True, high_open=True),
+        "init_mse_ratio": Number(1, low_open=True),
+        "saturation_fraction": Number(0, 1),
+        "dead_fraction": Number(0, 1),
+        "exploding_norm": _POSITIVE,
+        "vanishing_ratio": Number(1, low_open=True),
+        "overfit_steps": _COUNT,
+        "overfit_loss_ratio": Number(0, 1, low_open=True),
+        "lr_low_factor": Number(1, low_open=True),
     },
 }
 _CHECKPOINT_RULES = {
@@ -493,7 +509,7 @@ def validate(cfg: DictConfig, command_line: Sequence[str] | None = None) -> list
         if not isinstance(plain[group], dict) and plain[group] is not _BAD:
             problems.append(f"{group}: must be a config mapping, got {plain[group]!r}")
             return problems
-    for group in ("data", "optimizer", "scheduler", "trainer"):
+    for group in ("data", "optimizer", "scheduler", "trainer", "doctor"):
         if group in plain:
             _check_rules(plain[group], GROUP_RULES[group], f"{group}.", problems)
     if "trainer" in plain:

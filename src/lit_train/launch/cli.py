@@ -51,7 +51,13 @@ def _job(cfg: DictConfig) -> float | None:
 
     try:
         with ranks_of_this_job():
-            return run(cfg)
+            value = run(cfg)
+        if cfg.action == "doctor" and HydraConfig.get().mode != RunMode.MULTIRUN:
+            from lit_train.training.doctor import exit_code
+
+            if code := exit_code(cfg.run_dir):  # an error finding: 4
+                sys.exit(code)
+        return value
     except ConfigProblem as problem:
         refuse([str(problem)])
     except StopRequested as stop:

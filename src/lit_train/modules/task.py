@@ -75,11 +75,18 @@ class TaskModule(QuickHooks, L.LightningModule):
             self._train_epoch = self.current_epoch
         loss = self._update(self._window, batch)
         # Lightning sends step metrics to the loggers only on its logging steps; read the sums only then.
-        if should_update_logs(self.trainer):
+        if self._logging_step():
             window = self._window.compute()
             self._window.merge_into(self._epoch["train"])
             self.log("train/loss_step", window["loss"], on_step=True, on_epoch=False, prog_bar=True, batch_size=1)
         return loss
+
+    def _logging_step(self) -> bool:
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # not attached: a step called directly (tests, lit_train's doctor) has nowhere to log
+            return False
+        return should_update_logs(trainer)
 
     def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self._update(self._epoch["val"], batch)

@@ -338,6 +338,12 @@ def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None, signals: S
                 print(f"lit_train: suggested learning rate {suggestion:.4g}\n  use it: {command}")
         elif cfg.action == "show_schedule":
             results["lr_schedule"] = show_schedule(trainer, module, datamodule, optimization, run_dir / "lr_schedule.png")
+        elif cfg.action == "doctor":
+            from lit_train.training.doctor import run_doctor
+
+            report = run_doctor(trainer, module, datamodule, run_dir, optimization, cfg.doctor)
+            results["doctor"] = {"verdict": report.verdict, "errors": report.count("error"),
+                                 "warnings": report.count("warning")}
         else:
             results = _train_and_test(cfg, trainer, module, datamodule, start)
         status = "pruned" if _pruned(trainer) else "completed"

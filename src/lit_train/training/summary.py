@@ -41,7 +41,7 @@ STOP_HINTS = {
 
 
 #: Actions that look at a config without training it: no steps, no best value.
-LOOK_ONLY_ACTIONS = ("lr_find", "show_schedule")
+LOOK_ONLY_ACTIONS = ("doctor", "lr_find", "show_schedule")
 
 
 def _format_metrics(metrics: dict[str, float | None], prefix: str) -> str:

@@ -20,13 +20,21 @@ def find_lr(trainer: L.Trainer, module: L.LightningModule, datamodule: L.Lightni
     Returns:
         The suggested LR, or ``None`` if the loss never clearly fell.
     """
+    return range_test(trainer, module, datamodule).suggestion
+
+
+def range_test(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule,
+               **overrides: object) -> LRFinder:
+    """The LR range test alone, with a configured ``lr_finder``'s settings and then ``overrides``; returns the finder.
+
+    The module's weights, the optimizer and the RNG states come back as they were (see :func:`lit_callbacks.lr_find`).
+    """
     configured = next((c for c in trainer.callbacks if isinstance(c, LRFinder)), None)
     settings = {}
     if configured is not None:
         settings = {name: getattr(configured, name) for name in _FINDER_SETTINGS}
         trainer.callbacks.remove(configured)
-    finder = lr_find(trainer, module, datamodule=datamodule, **settings, apply=False)
-    return finder.suggestion
+    return lr_find(trainer, module, datamodule=datamodule, **{**settings, **overrides, "apply": False})
 
 
 def use_lr_command(lr: float, overrides: Sequence[str] = ()) -> str:
