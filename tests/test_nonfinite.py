@@ -77,11 +77,11 @@ PLANTED = [
 ENV = {"PYTHONPATH": str(ROOT / "tests" / "byo")}
 
 
-def _planted_run(tmp_path, steps: str, policy: str):
+def _planted_run(tmp_path, steps: str, policy: str, exit_code: int = 0):
     run_dir = tmp_path / policy
     result = run_cli(*PLANTED, f"+model.poison_steps={steps}", f"callbacks.gradient_monitor.on_nonfinite={policy}",
                      f"hydra.run.dir={run_dir}", cwd=tmp_path, env=ENV)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == exit_code, result.stderr[-3000:]
     return run_dir, read_summary(run_dir), result.stdout
 
 
@@ -91,8 +91,8 @@ def _all_finite(path) -> bool:
 
 
 def test_a_nan_batch_stops_training_with_a_finite_best_and_a_hint(tmp_path):
-    run_dir, summary, stdout = _planted_run(tmp_path, "[5]", "stop")
-    assert (summary["status"], summary["stopped_reason"]) == ("completed", "non_finite_gradient")
+    run_dir, summary, stdout = _planted_run(tmp_path, "[5]", "stop", exit_code=3)
+    assert (summary["status"], summary["stopped_reason"]) == ("diverged", "non_finite_gradient")
     assert summary["global_step"] == 6  # the NaN step (5) is counted, its update dropped, and training ends
     assert summary["skipped_steps"] == 1
     assert math.isfinite(summary["best_score"]) and _all_finite(summary["best_checkpoint"])
@@ -112,8 +112,10 @@ def test_skip_drops_each_nan_step_and_trains_on(tmp_path):
 
 
 def test_a_run_that_is_nan_from_the_start_has_no_best_checkpoint(tmp_path):
-    # warn lets the NaN update through: every validation loss is NaN, so no checkpoint may be called the best.
-    run_dir, summary, _ = _planted_run(tmp_path, "[0]", "warn")
-    assert summary["status"] == "completed" and math.isnan(summary["final_monitor_value"])
+    # warn lets the NaN update through: every validation loss is NaN, so no checkpoint may be called the best,
+    # and the divergence check ends the run at the first validation.
+    run_dir, summary, _ = _planted_run(tmp_path, "[0]", "warn", exit_code=3)
+    assert (summary["status"], summary["stopped_reason"]) == ("diverged", "diverged")
+    assert math.isnan(summary["final_monitor_value"])
     assert summary["best_checkpoint"] is None and summary["best_score"] is None
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]

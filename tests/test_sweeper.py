@@ -283,3 +283,14 @@ def test_bad_sweeper_settings_fail_before_any_trial(tmp_path):
     assert result.returncode == 1
     assert result.stderr.splitlines()[0] == ("error: hydra.sweeper.params: nothing to search; give a range, e.g. "
                                             "optimizer.lr=tag(log,interval(1e-4,1e-1))")
+
+
+@pytest.mark.slow
+def test_a_diverged_trial_is_recorded_as_failed_with_the_reason_and_the_sweep_goes_on(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(*RANDOM, "hydra.sweeper.n_trials=3", "optimizer=sgd", "scheduler=none",
+                     "optimizer.lr=choice(1e12,0.01)", *TINY, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = optuna.load_study(study_name="lit_train", storage=f"sqlite:///{sweep_dir / 'optuna.db'}").trials
+    outcomes = {(t.params["optimizer.lr"], t.state.name, t.user_attrs.get(FAILURE_ATTR, "")[:8]) for t in trials}
+    assert outcomes == {(1e12, "FAIL", "diverged"), (0.01, "COMPLETE", "")}

@@ -190,6 +190,14 @@ def _build(kind: str, node: Any, problems: list[str], seed_offset: int = 0) -> t
         return None, {}
 
 
+def _summary(ret: JobReturn) -> dict[str, Any]:
+    """The ``summary.json`` the job wrote, or an empty dict."""
+    if ret.hydra_cfg is None:
+        return {}
+    path = Path(ret.hydra_cfg.hydra.runtime.output_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 @dataclass
 class _Outcome:
     state: TrialState
@@ -427,6 +435,9 @@ class LitOptunaSweeperImpl:
     def _outcome(self, trial: Trial, ret: JobReturn) -> _Outcome:
         """How ``trial`` ended, from the launcher's return of its job."""
         if ret.status == JobStatus.COMPLETED:
+            if (ended := _summary(ret)).get("status") == "diverged":  # such a job returns: the sweep goes on
+                reason = ended.get("stopped_reason")
+                return self._judge(trial.number, failure="diverged" + (f" ({reason})" if reason != "diverged" else ""))
             return self._judge(trial.number, value=ret.return_value)
         return self._judge(trial.number, failure=describe(job_error(ret)))
 

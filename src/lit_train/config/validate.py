@@ -154,7 +154,9 @@ CALLBACK_RULES: dict[str, dict[str, Any]] = {
         "vanishing": Number(0, nullable=True),
         "exploding": Number(0, low_open=True, nullable=True),
         "patience": _COUNT,
+        "max_skipped_fraction": Number(0, 1, low_open=True, nullable=True),
     },
+    "lit_callbacks.Divergence": {"monitors": ListOf(Text()), "factor": Number(1, low_open=True)},
     "lit_callbacks.Warmup": {
         "steps": Number(1, integer=True, nullable=True),
         "ratio": Number(0, 1, low_open=True, high_open=True, nullable=True),

@@ -27,6 +27,8 @@ from lit_train.launch.ranks import ranks_of_this_job
 from lit_train.training.run_dir import taken_back
 
 EXIT_RUN_FAILED = 1
+#: Exit code of a run that failed numerically (summary.json: "status": "diverged").
+EXIT_DIVERGED = 3
 #: Hydra's flags that take a value, which is not an override.
 _FLAGS_WITH_VALUE = ("-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
                      "-cd", "--config-dir", "--experimental-rerun", "-sc", "--shell-completion")
@@ -46,7 +48,7 @@ def _job(cfg: DictConfig) -> float | None:
     if HydraConfig.get().mode == RunMode.MULTIRUN and (problems := validate(cfg)):
         report(problems)
         raise ConfigProblem("; ".join(problems))  # the sweeper records the job as failed, and why
-    from lit_train.training.run import run
+    from lit_train.training.run import Diverged, run
     from lit_train.training.signals import StopRequested
 
     try:
@@ -60,6 +62,10 @@ def _job(cfg: DictConfig) -> float | None:
         return value
     except ConfigProblem as problem:
         refuse([str(problem)])
+    except Diverged as diverged:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return diverged.value  # the sweep reads the job's status and goes on
+        sys.exit(EXIT_DIVERGED)
     except StopRequested as stop:
         print(f"lit_train: stopped by {stop.name} (summary.json says where); add resume=auto to the same command "
               "to continue", file=sys.stderr)

@@ -78,6 +78,24 @@ def build_logger(logger_cfg: DictConfig, resume_from: str | None = None) -> Any:
     return logger
 
 
+#: Why a callback stops a run that failed numerically: the run's status is then "diverged".
+DIVERGED_REASONS = ("non_finite_gradient", "too_many_skipped_steps", "diverged", "non_finite", "divergence")
+
+
+class Diverged(Exception):
+    """The run failed numerically (see :data:`DIVERGED_REASONS`); its summary is written.
+
+    Args:
+        reason: The ``stopped_reason``.
+        value: What the run returns to sweepers (:func:`~lit_train.training.summary.monitored_value`).
+    """
+
+    def __init__(self, reason: str, value: float | None) -> None:
+        super().__init__(f"the run diverged ({reason})")
+        self.reason = reason
+        self.value = value
+
+
 def _stopped_reason(trainer: L.Trainer, status: str, action: str) -> str:
     """Why the run ended: a callback's own reason (early stopping, non-finite gradients) or the trainer's limit."""
     if status != "completed":
@@ -224,9 +242,11 @@ def _train_and_test(
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         _check_trained_on_something(cfg, trainer)
         results["final_metrics"] = {name: to_number(value) for name, value in sorted(trainer.callback_metrics.items())}
+        # Now: the test stage reloads the best checkpoint, and with it the callbacks' state of that time.
+        results["stopped_reason"] = _stopped_reason(trainer, "completed", cfg.action)
         # Whatever the callbacks did, the final state is always kept as last.ckpt.
         trainer.save_checkpoint(Path(cfg.run_dir) / "checkpoints" / LAST_CHECKPOINT, weights_only=False)
-    if cfg.test and not _pruned(trainer):
+    if cfg.test and not _pruned(trainer) and results.get("stopped_reason") not in DIVERGED_REASONS:
         # The path rather than "best": Lightning would warn that StopAtStepEnd is a second Checkpoint callback.
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")
         ckpt = (best or None) if cfg.train else cfg.ckpt_path
@@ -347,6 +367,8 @@ def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None, signals: S
         else:
             results = _train_and_test(cfg, trainer, module, datamodule, start)
         status = "pruned" if _pruned(trainer) else "completed"
+        if results.get("stopped_reason") in DIVERGED_REASONS:
+            status = "diverged"
     except StopRequested as stop:
         status, results["signal"] = "interrupted", stop.name
         raise
@@ -365,4 +387,6 @@ def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None, signals: S
         if trainer.is_global_zero and worth_keeping:
             write_json_atomic(run_dir / "summary.json", summary)
             print(format_summary(summary))
+    if status == "diverged":
+        raise Diverged(summary["stopped_reason"], monitored_value(summary))
     return monitored_value(summary)

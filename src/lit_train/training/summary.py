@@ -33,6 +33,16 @@ STOP_HINTS = {
         "(trainer.gradient_clip_val=1.0), check the data for NaN, or skip such steps and go on "
         "(callbacks.gradient_monitor.on_nonfinite=skip)"
     ),
+    "too_many_skipped_steps": (
+        "more steps had a NaN or infinite gradient than callbacks.gradient_monitor.max_skipped_fraction allows: "
+        "lower the learning rate (optimizer.lr), clip gradients (trainer.gradient_clip_val=1.0) or check the "
+        "data for NaN"
+    ),
+    "diverged": (
+        "the loss grew far past its first value (callbacks.divergence.factor): lower the learning rate "
+        "(optimizer.lr), warm up (+callbacks=warmup) or clip gradients (trainer.gradient_clip_val=1.0); "
+        "callbacks.divergence=null switches the check off"
+    ),
     "non_finite": (
         "the monitored metric became NaN or infinite: lower the learning rate (optimizer.lr) or clip gradients "
         "(trainer.gradient_clip_val=1.0)"
