@@ -60,8 +60,8 @@ def test_multirun_command_runs_every_job(args, tmp_path):
 LOOK_ONLY = [args for args in SINGLE if any(arg.startswith("action=") for arg in args)]
 
 
-def test_readme_shows_both_actions_that_look_without_training():
-    assert sorted(args[0] for args in LOOK_ONLY) == ["action=lr_find", "action=show_schedule"]
+def test_readme_shows_the_actions_that_look_without_training():
+    assert sorted(args[0] for args in LOOK_ONLY) == ["action=doctor", "action=lr_find", "action=show_schedule"]
 
 
 @pytest.mark.slow
@@ -76,6 +76,9 @@ def test_action_commands_print_what_the_readme_says(args, tmp_path):
         others = " ".join(args[1:])
         assert f"  use it: python -m lit_train {others} optimizer.lr={summary['lr_suggestion']:.4g}\n" in result.stdout
         assert (run_dir / "lr_finder.png").is_file()
+    elif args[0] == "action=doctor":
+        assert summary["doctor"] == {"verdict": "healthy", "errors": 0, "warnings": 0}
+        assert (run_dir / "doctor.json").is_file() and (run_dir / "doctor.png").is_file()
     else:
         assert f"LR schedule: {len(summary['lr_schedule'])} optimizer steps, 20 per epoch\n" in result.stdout
         assert (run_dir / "lr_schedule.png").is_file()
