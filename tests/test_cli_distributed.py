@@ -246,3 +246,27 @@ def test_slurm_preset_without_resume_says_a_requeued_job_would_start_over(capsys
     problems = launcher_problems(compose_with_hydra([*MULTI_NODE[:5], "optimizer=adam"]))
     assert problems == []
     assert "resume=auto" in capsys.readouterr().err
+
+
+LAUNCHER_VARIABLES = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "LSB_JOBID", "MASTER_ADDR")
+
+
+def test_several_nodes_without_a_launcher_are_refused_instead_of_waiting_forever(tmp_path):
+    env = {name: value for name, value in os.environ.items() if name not in LAUNCHER_VARIABLES}
+    result = subprocess.run([sys.executable, "-m", "lit_train", "trainer.num_nodes=2", f"hydra.run.dir={tmp_path / 'run'}"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0].startswith("error: trainer.num_nodes: 2 nodes need a multi-node launcher")
+    assert not (tmp_path / "run").exists()
+
+
+def test_several_nodes_under_a_launcher_or_a_slurm_sweep_pass_the_check(monkeypatch):
+    from lit_train.config.launcher import multi_node_problems
+
+    for name in LAUNCHER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    sweep = compose_with_hydra(["hydra/launcher=basic", "trainer.num_nodes=2"])
+    assert launcher_problems(sweep)[0].startswith("trainer.num_nodes: 2 nodes need a multi-node launcher")
+    assert launcher_problems(compose_with_hydra(MULTI_NODE)) == []  # submitit starts the tasks on every node
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
+    assert multi_node_problems(compose_with_hydra(["trainer.num_nodes=2"])) == []

@@ -14,7 +14,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from lit_train.config.compose import added_overrides, command_problems, planned_job_config
-from lit_train.config.launcher import launcher_problems
+from lit_train.config.launcher import launcher_problems, multi_node_problems
 from lit_train.config.validate import hydra_problems, validate
 
 #: Exit code of a command refused for its config.
@@ -46,7 +46,8 @@ class CheckConfig(Callback):
         # The command line Hydra parsed is this process's own; hydra.overrides is Hydra's record of it.
         command_line = sys.argv[1:]
         problems = added_overrides(config, command_line) or [
-            *hydra_problems(config, command_line), *validate(planned_job_config(config, multirun=False), command_line)]
+            *hydra_problems(config, command_line), *validate(planned_job_config(config, multirun=False), command_line),
+            *multi_node_problems(config)]
         if problems:
             refuse(problems)
 
