@@ -44,7 +44,7 @@ def test_killed_and_resumed_run_keeps_the_uninterrupted_metrics(tmp_path):
     assert killed.returncode == -9
     # The killed run wrote rows past its last checkpoint: those the resumed run logs again.
     assert max(int(row["step"]) for row in _rows(cut / "metrics.csv")) >= 9
-    resumed = run_cli(*args, "resume=auto", f"hydra.run.dir={cut}", cwd=tmp_path)
+    resumed = run_cli("resume=auto", "~callbacks.killer", f"hydra.run.dir={cut}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert read_summary(cut)["resumed_at_step"] == 9
 

@@ -4,6 +4,7 @@ refused before any compute, unless resume=auto continues it or overwrite=true mo
 import json
 
 import pytest
+from omegaconf import OmegaConf
 from support import FAST, read_summary, run_cli
 
 from lit_train.launch.rerun import earlier_results
@@ -48,10 +49,17 @@ def test_overwrite_moves_the_earlier_run_aside_whole_and_starts_over(earlier_run
     assert read_summary(tmp_path / "run.previous-2")["global_step"] == 1 == read_summary(earlier_run)["global_step"]
 
 
-def test_resume_auto_continues_the_earlier_run(earlier_run, tmp_path):
-    result = run_cli(*TINY, "trainer.max_epochs=2", "resume=auto", f"hydra.run.dir={earlier_run}", cwd=tmp_path)
+def test_resume_auto_continues_the_earlier_run_with_its_overrides(earlier_run, tmp_path):
+    recorded = (earlier_run / ".hydra" / "overrides.yaml").read_text()
+    result = run_cli("trainer.max_epochs=2", "resume=auto", f"hydra.run.dir={earlier_run}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert read_summary(earlier_run)["global_step"] == 4
+    kept = " ".join(o for o in TINY if not o.startswith("trainer.max_epochs="))
+    assert f"resume=auto continues {earlier_run} with its overrides ({kept}" in result.stdout
+    assert "changed by this command: trainer.max_epochs=2\n" in result.stdout
+    assert read_summary(earlier_run)["global_step"] == 4  # 2 steps an epoch, as the earlier run was configured
+    assert (earlier_run / ".hydra" / "overrides.resume-1.yaml").read_text() == recorded
+    now = OmegaConf.load(earlier_run / ".hydra" / "overrides.yaml")
+    assert "trainer.limit_train_batches=2" in now and "trainer.max_epochs=2" in now and "trainer.max_epochs=1" not in now
 
 
 def test_a_directory_without_results_is_used_as_it_is(tmp_path):

@@ -50,7 +50,8 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(case, tmp_path):
     killed = run_cli(*args, f"+callbacks.killer={{_target_: killer.KillAt, step: {kill_step}}}", f"hydra.run.dir={cut}",
                      cwd=tmp_path, env=env)
     assert killed.returncode == -9  # SIGKILL: no chance to save anything on the way out
-    resumed = run_cli(*args, "resume=auto", f"hydra.run.dir={cut}", cwd=tmp_path)
+    # The resumed run takes the killed run's recorded overrides, less the killer.
+    resumed = run_cli("resume=auto", "~callbacks.killer", f"hydra.run.dir={cut}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resume=auto continues from" in resumed.stdout
 

@@ -68,7 +68,7 @@ def test_a_signalled_and_resumed_run_equals_the_uninterrupted_one(case, uninterr
     assert summary["global_step"] == stops_at == _load_last(run_dir)["global_step"]
     assert f"stopped by {name}" in stopped.stderr and "Traceback" not in stopped.stderr
 
-    resumed = run_cli(*COMMON, "resume=auto", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    resumed = run_cli("resume=auto", "~callbacks.signal", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resume=auto continues from {run_dir / 'checkpoints' / 'last.ckpt'} (step {stops_at})" in resumed.stdout
     final = _load_last(run_dir)

@@ -8,6 +8,7 @@ config has passed, so a bad command line fails fast.
 
 import os
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,12 +16,12 @@ from hydra.errors import (
     CompactHydraException, ConfigCompositionException, MissingConfigException, OverrideParseException,
 )
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lit_train.config.checks import ConfigProblem, refuse, report
 from lit_train.config.compose import CONFIG_MODULE, CONFIG_NAME, check_overrides
 from lit_train.config.messages import describe
-from lit_train.config.overrides import expand_callback_additions
+from lit_train.config.overrides import expand_callback_additions, with_recorded_overrides
 from lit_train.config.validate import validate
 from lit_train.launch import resolvers  # noqa: F401  (a job unpickled by a launcher resolves ${lit_train.pid:})
 from lit_train.launch.ranks import ranks_of_this_job
@@ -102,9 +103,29 @@ def _overrides(argv: list[str]) -> list[str]:
     return overrides
 
 
+def _continuing(args: list[str]) -> list[str]:
+    """A single run's ``resume=auto`` command after the overrides its run directory recorded (``.hydra/``).
+
+    The resumed run is configured as the run it continues (its checkpoint interval, its callbacks), with
+    the command's own overrides on top; the command may change a value or drop one (``~key``).
+    """
+    overrides = _overrides(args)
+    run_dir = next((o.split("=", 1)[1] for o in overrides if o.startswith("hydra.run.dir=")), None)
+    if "resume=auto" not in overrides or run_dir is None or any(a in ("-m", "--multirun") for a in args):
+        return args
+    record = Path(run_dir) / ".hydra" / "overrides.yaml"
+    if not record.is_file():
+        return args
+    merged, changes = with_recorded_overrides(overrides, [str(o) for o in OmegaConf.load(record)])
+    kept = [o for o in merged if o not in overrides]
+    print(f"lit_train: resume=auto continues {run_dir} with its overrides ({' '.join(kept) or 'none'})"
+          + (f", changed by this command: {' '.join(changes)}" if changes else ""))
+    return [*(a for a in args if a not in overrides), *merged]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Runs lit_train with ``argv`` (default: ``sys.argv[1:]``)."""
-    given = list(sys.argv[1:] if argv is None else argv)
+    given = _continuing(list(sys.argv[1:] if argv is None else argv))
     expanded = expand_callback_additions(given)
     if expanded != list(sys.argv[1:]):
         # hydra.main reads its command line from sys.argv and from nowhere else.

@@ -8,12 +8,14 @@ results where it would write refuses before any compute, naming the two ways on:
 ``overwrite=true`` starts over in the same directory after moving the earlier
 run aside, whole, to ``<dir>.previous-N``: nothing is deleted. lit_train's
 Optuna sweeper continues its study in the sweep directory instead, and runs only
-new trials, in new job directories.
+new trials, in new job directories. A resumed run keeps the overrides the earlier
+run recorded (``.hydra/overrides.resume-N.yaml``), as Hydra rewrites the file.
 
 Nothing here imports torch: Hydra builds the callback before the config is checked.
 """
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,16 @@ def _started_by_a_launch() -> bool:
     return any(os.environ.get(name, "0") != "0" for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
 
 
+def _keep_recorded_overrides(directory: Path) -> None:
+    """Keeps the overrides the earlier run recorded as ``.hydra/overrides.resume-N.yaml``: Hydra rewrites the file."""
+    record = directory / ".hydra" / "overrides.yaml"
+    if record.is_file():
+        number = 1
+        while (kept := record.with_name(f"overrides.resume-{number}.yaml")).exists():
+            number += 1
+        shutil.copy2(record, kept)
+
+
 def _resumes_itself(config: DictConfig) -> bool:
     """Whether the sweep's sweeper continues an earlier sweep without retraining its jobs (lit_train's Optuna
     sweeper: its study in the sweep directory knows the finished trials, and new trials get new directories)."""
@@ -68,6 +80,7 @@ def guard(directory: Path, found: list[str], key: str, config: DictConfig) -> No
     if not found:
         return
     if config.get("resume") == "auto" and config.get("action") == "train":
+        _keep_recorded_overrides(directory)
         return
     if not config.get("overwrite"):
         held = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
