@@ -209,7 +209,7 @@ def test_bad_input_fails_with_one_line_and_leaves_nothing_behind(case, tmp_path,
     assert _fingerprint(earlier) == earlier_files
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories (the next test blocks root too)")
 def test_a_read_only_output_directory_is_reported(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
@@ -220,6 +220,17 @@ def test_a_read_only_output_directory_is_reported(tmp_path):
     assert result.returncode == 2
     assert f"error: run_dir: cannot write under '{locked}'" in result.stderr
     assert list(locked.iterdir()) == []
+
+
+def test_a_file_where_the_output_directory_should_be_is_reported(tmp_path):
+    # Not even root can create a directory under a regular file, even one whose mode allows writing and executing.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    blocker.chmod(0o755)
+    result = run_cli("optimizer.lr=0.01", f"hydra.run.dir={blocker / 'run'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"error: run_dir: cannot write under '{blocker}'" in result.stderr
+    assert sorted(tmp_path.iterdir()) == [blocker] and blocker.read_text() == "not a directory"
 
 
 def test_the_table_covers_every_kind_of_bad_input():
