@@ -7,7 +7,7 @@ import pytest
 import torch
 from support import FAST, run_cli
 
-from lit_train.training.atomic import atomic_write
+from lit_train.training.atomic import atomic_write, is_temporary
 from lit_train.training.checkpoint_io import AtomicCheckpointIO, UnsafeCheckpointError, read_checkpoint
 
 
@@ -44,18 +44,24 @@ def test_killing_the_writer_at_any_moment_leaves_a_loadable_checkpoint(tmp_path)
     """SIGKILL a process that rewrites last.ckpt in a loop, 20 times at varied moments; it always loads."""
     target = tmp_path / "last.ckpt"
     fork = multiprocessing.get_context("fork")  # the child inherits imported torch: no start-up per kill
-    loaded = 0
+    loaded = mid_write = 0
     for kill in range(20):
         writer = fork.Process(target=_rewrite_forever, args=(target,))
         writer.start()
         time.sleep(0.02 + 0.013 * kill)
         os.kill(writer.pid, signal.SIGKILL)
         writer.join()
+        # A temporary file left behind: the kill landed between its creation and the rename over last.ckpt.
+        temporaries = [p for p in tmp_path.iterdir() if is_temporary(p)]
+        mid_write += bool(temporaries)
+        for p in temporaries:
+            p.unlink()
         if target.exists():
             state = torch.load(target, weights_only=True)
             assert torch.all(state["w"] == state["i"])
             loaded += 1
     assert loaded >= 15
+    assert mid_write >= 1, "no kill landed while a checkpoint was being written"
 
 
 def test_atomic_files_get_the_permissions_of_a_plain_write(tmp_path):

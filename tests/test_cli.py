@@ -1,6 +1,5 @@
 """End-to-end: the real CLI in a subprocess on tiny data."""
 
-import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,6 @@ def test_default_job_reaches_95_percent_on_digits(tmp_path):
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     assert "\nepoch 20/20  loss " in result.stdout  # the progress bar's line of the last epoch
     assert "lit_train: completed after" in result.stdout
-    assert summary["wall_time_s"] < 60
 
 
 def test_fast_dev_run_writes_a_summary(tmp_path):
