@@ -268,7 +268,7 @@ def test_bad_sweeper_settings_fail_before_any_trial(tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = run_cli("-m", "hydra/sweeper=lit_optuna", "hydra.sweeper.n_trials=0", "hydra.sweeper.n_jobs=-1",
                      "optimizer.lr=tag(lg,interval(1,0))", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.splitlines()[:5] == [
         "error: hydra.sweeper.n_trials: must be an integer >= 1, got 0",
         "error: hydra.sweeper.n_jobs: must be an integer >= 1, got -1",
@@ -280,7 +280,7 @@ def test_bad_sweeper_settings_fail_before_any_trial(tmp_path):
     assert not sweep_dir.exists()
 
     result = run_cli("-m", "hydra/sweeper=lit_optuna", "seed=1", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.splitlines()[0] == ("error: hydra.sweeper.params: nothing to search; give a range, e.g. "
                                             "optimizer.lr=tag(log,interval(1e-4,1e-1))")
 

@@ -1,5 +1,6 @@
 """The Hydra Sweeper plugin class; the work is done in ``_impl``, which imports Optuna."""
 
+import sys
 from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
@@ -21,4 +22,11 @@ class LitOptunaSweeper(Sweeper):
         self._impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> Any:
-        return self._impl.sweep(arguments)
+        from hydra_plugins.lit_train_optuna_sweeper._impl import SweeperConfigError
+        from lit_train.config.checks import EXIT_BAD_CONFIG
+
+        try:
+            return self._impl.sweep(arguments)
+        except SweeperConfigError as error:  # a config problem, like those the CLI finds: same output, same exit code
+            print(error, file=sys.stderr)
+            sys.exit(EXIT_BAD_CONFIG)
