@@ -13,9 +13,29 @@ With ``n_jobs`` above 1 and Hydra's basic launcher, the sweeper runs up to
 asks for the next trial as soon as any of them ends. Other launchers get
 ``n_jobs`` trials at a time and return them together.
 
-The study lives in a SQLite file in the sweep directory, so running the same
-command with the same ``hydra.sweep.dir`` continues it: ``n_trials`` is the
-study's total, and job directories are numbered by trial number.
+The study lives in a SQLite file in the sweep directory (or in the storage
+``hydra.sweeper.storage`` names), so running the same command with the same
+``hydra.sweep.dir`` continues it: ``n_trials`` is the study's total, and job
+directories are numbered by trial number.
+
+Several workers (the same command started on several machines, or several
+times on one) with the same storage, study name and sweep directory run one
+study together:
+
+- A worker asks for a trial only while holding a lock file beside the storage
+  (in the sweep directory for a database server), and under it counts the
+  study's trials first: asking stops when the study holds ``n_trials``, so the
+  workers together never ask for more. Optuna numbers trials uniquely per
+  study, and job directories are numbered by trial, so they never collide.
+- Every ``heartbeat_interval`` seconds a worker records the time in each trial
+  it runs (a trial system attribute). Under the same lock, before asking, any
+  worker records a running trial whose last heartbeat is older than
+  ``grace_period`` as failed: its worker died. With ``max_retries`` it is run
+  again with the same parameters as a new trial (Optuna's ``failed_trial`` /
+  ``retry_history`` system attributes), which takes its place in ``n_trials``.
+- A worker with nothing left to ask waits for the trials other workers run
+  (and runs any retry that appears), so that every worker ends with the whole
+  study: its ``best.yaml``, written under the lock, and the sweep's report.
 """
 
 import itertools
@@ -26,8 +46,10 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,12 +65,16 @@ from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import Trial, TrialState
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages.journal import JournalFileOpenLock
+from optuna.trial import FrozenTrial, Trial, TrialState
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from lit_train._compat import is_basic_launcher, job_error
 from lit_train.config.messages import describe, did_you_mean
 from lit_train.config.overrides import SWEEP_ONLY, quote
-from lit_train.sweep.storage import open_storage
+from lit_train.sweep.storage import is_journal, open_storage, storage_problem
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +87,21 @@ BEST_FILE = "best.yaml"
 OVERRIDES_ATTR = "lit_train.overrides"
 RUN_DIR_ATTR = "lit_train.run_dir"
 FAILURE_ATTR = "lit_train.failure"
+#: Trial system attribute: when the worker running the trial last recorded that it is alive (seconds since the epoch).
+HEARTBEAT_ATTR = "lit_train:heartbeat"
+#: Trial system attributes of a retry, as Optuna's RetryHeartbeatStaleTrialCallback names them: the first failed
+#: trial, and every failed trial of the series (the last one is the trial this retry takes the place of).
+RETRIED_ATTR, RETRY_HISTORY_ATTR = "failed_trial", "retry_history"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 DIRECTIONS = {"min": "minimize", "max": "maximize"}
-#: Seconds between looks at the trials running in their own processes.
+#: Seconds between looks at the trials running in their own processes, and at those other workers run.
 POLL_S = 0.2
+WAIT_S = 1.0
 
 
 class SweeperConfigError(CompactHydraException):
-    """Bad sweeper settings or search space; Hydra prints the message, one line per problem, without a traceback."""
+    """Bad sweeper settings or search space: printed one line per problem, without a traceback; exit code 2."""
 
     def __init__(self, problems: list[str]) -> None:
         lines = [f"error: {problem}" for problem in problems]
@@ -198,6 +230,59 @@ def _summary(ret: JobReturn) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _counted(trials: list[FrozenTrial]) -> int:
+    """The trials that count towards ``n_trials``: all but those a retry took the place of."""
+    replaced = {t.system_attrs[RETRY_HISTORY_ATTR][-1] for t in trials if t.system_attrs.get(RETRY_HISTORY_ATTR)}
+    return len(trials) - len(replaced)
+
+
+class _Heartbeat:
+    """Records the time in each trial this worker runs, now and then every ``interval`` seconds, from a thread."""
+
+    def __init__(self, storage: Any, interval: int | None) -> None:
+        self._storage, self._interval = storage, interval
+        self._trial_ids: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, trial_id: int) -> None:
+        if self._interval is None:
+            return
+        self._beat(trial_id)
+        with self._lock:
+            self._trial_ids.add(trial_id)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="lit_train-heartbeat", daemon=True)
+            self._thread.start()
+
+    def discard(self, trial_id: int) -> None:
+        with self._lock:
+            self._trial_ids.discard(trial_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            with self._lock:
+                trial_ids = list(self._trial_ids)
+            for trial_id in trial_ids:
+                # A missed beat is made up by the next; a thread that ended here would get live trials failed.
+                try:
+                    self._beat(trial_id)
+                except Exception as error:  # noqa: BLE001  (the storage's own errors: network, locks)
+                    log.warning(f"heartbeat of trial id {trial_id} not recorded: {error}")
+
+    def _beat(self, trial_id: int) -> None:
+        try:
+            self._storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+        except UpdateFinishedTrialError:  # told meanwhile
+            self.discard(trial_id)
+
+
 @dataclass
 class _Outcome:
     state: TrialState
@@ -217,16 +302,23 @@ class LitOptunaSweeperImpl:
         study_name: str,
         storage: str | None,
         params: dict[str, Any],
+        heartbeat_interval: int | None = 60,
+        grace_period: int = 180,
+        max_retries: int = 0,
     ) -> None:
         self.sampler, self.pruner = sampler, pruner
         self.n_trials, self.n_jobs = n_trials, n_jobs
         self.study_name, self.storage = study_name, storage
+        self.heartbeat_interval, self.grace_period, self.max_retries = heartbeat_interval, grace_period, max_retries
         self.params = dict(params or {})
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Launcher | None = None
         self._storage: Any = None
         self._study_id = -1
+        self._lock: JournalFileOpenLock | None = None
+        self._heartbeat = _Heartbeat(None, None)
+        self._seed_offset: int | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
@@ -244,6 +336,20 @@ class LitOptunaSweeperImpl:
                 problems.append(f"hydra.sweeper.{name}: must be an integer >= 1, got {value!r}")
         if not self.study_name:
             problems.append("hydra.sweeper.study_name: must be a non-empty name")
+        if (problem := storage_problem(self.storage)) is not None:
+            problems.append(problem)
+        interval = self.heartbeat_interval
+        least_grace = max(3, (interval or 0) + 1)  # JournalFileOpenLock warns below 3 s
+        if interval is not None and (isinstance(interval, bool) or not isinstance(interval, int) or interval < 1):
+            problems.append(f"hydra.sweeper.heartbeat_interval: must be an integer >= 1 (seconds) or null, got "
+                            f"{interval!r}")
+        elif (isinstance(self.grace_period, bool) or not isinstance(self.grace_period, int)
+              or self.grace_period < least_grace):
+            above = f", above heartbeat_interval={interval}" if interval is not None else ""
+            problems.append(f"hydra.sweeper.grace_period: must be an integer >= {least_grace} "
+                            f"(seconds{above}), got {self.grace_period!r}")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
+            problems.append(f"hydra.sweeper.max_retries: must be an integer >= 0, got {self.max_retries!r}")
         mode = OmegaConf.select(self.config, "mode")
         if mode not in DIRECTIONS:
             problems.append(f"mode: the sweep's direction comes from mode, which must be 'max' or 'min', got {mode!r}")
@@ -274,10 +380,19 @@ class LitOptunaSweeperImpl:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         url = self.storage or f"sqlite:///{sweep_dir / STORAGE_FILE}"
-        storage = open_storage(url)
+        if is_journal(url):  # the trials get its absolute path: they may run elsewhere
+            url = str(Path(url).resolve())
+            Path(url).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            storage = open_storage(url)
+            existing = self._existing_trials(storage)
+        except (OSError, SQLAlchemyError) as e:
+            shown = url if is_journal(url) else make_url(url).render_as_string(hide_password=True)
+            raise SweeperConfigError([f"hydra.sweeper.storage: cannot open {shown}: {str(e).splitlines()[0]}"]) from e
         # A resumed study moves the sampler's seed on by the trials it holds: reproducible, and a seeded
-        # sampler does not propose the first trials' parameters again.
-        sampler, pruner, pruner_spec = self._sampler_and_pruner(self._existing_trials(storage))
+        # sampler does not propose the first trials' parameters again (see _next_trial for workers).
+        self._seed_offset = existing
+        sampler, pruner, pruner_spec = self._sampler_and_pruner(existing)
         study = optuna.create_study(storage=storage, sampler=sampler, pruner=pruner, study_name=self.study_name,
                                     direction=direction, load_if_exists=True)
         # Read trials through the storage itself: the study caches them, but the jobs write reports and attributes.
@@ -289,18 +404,134 @@ class LitOptunaSweeperImpl:
         from lit_train.sweep.pruning import PRUNER_ATTR  # imports Lightning: after the settings are checked
 
         study.set_user_attr(PRUNER_ATTR, pruner_spec)
-        self._fail_stale(study)
-        done = len(study.get_trials(deepcopy=False, states=FINISHED))
-        todo = max(0, self.n_trials - done)
-        log.info(f"Study {self.study_name!r} in {url}: {done} trial(s) done, {todo} to run "
-                 f"({type(sampler).__name__}, {type(pruner).__name__}, {direction} {self.config.monitor})")
-        asks = (self._ask(study, space, fixed, url) for _ in range(todo))
-        if is_basic_launcher(self.launcher) and self.n_jobs > 1:
-            returns = self._run_processes(study, asks)
-        else:
-            returns = self._run_batches(study, asks)
+        self._lock = self._ask_lock(url, sweep_dir)
+        with self._locked():
+            self._fail_stale(study)
+            trials = self._storage.get_all_trials(self._study_id, deepcopy=False)
+        done = sum(t.state in FINISHED for t in trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        todo = max(0, self.n_trials - _counted(trials))
+        log.info(f"Study {self.study_name!r} in {url}: {done} trial(s) done, {todo} to run"
+                 + (f", {running} running in other workers" if running else "")
+                 + f" ({type(sampler).__name__}, {type(pruner).__name__}, {direction} {self.config.monitor})")
+        self._heartbeat = _Heartbeat(storage, self.heartbeat_interval)
+        returns: list[JobReturn] = []
+        try:
+            while True:
+                asks = self._asks(study, space, fixed, url)
+                if is_basic_launcher(self.launcher) and self.n_jobs > 1:
+                    returns += self._run_processes(study, asks)
+                else:
+                    returns += self._run_batches(study, asks)
+                if not self._wait_for_others(study):
+                    break
+        finally:
+            self._heartbeat.stop()
         self._finish(study, sweep_dir)
         return returns
+
+    # -- workers: the lock, the heartbeat, the count ---------------------------------------------------------------
+
+    def _ask_lock(self, url: str, sweep_dir: Path) -> JournalFileOpenLock:
+        """The lock every worker of the study takes to ask: beside the storage's file, else in the sweep directory.
+
+        A lock not released for ``grace_period`` seconds (its worker died while asking) is broken.
+        """
+        if is_journal(url):
+            base = url
+        elif make_url(url).get_backend_name() == "sqlite":
+            base = str(Path(make_url(url).database).resolve())
+        else:
+            base = str(sweep_dir / "optuna")
+        return JournalFileOpenLock(f"{base}.ask", grace_period=self.grace_period)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        assert self._lock is not None
+        self._lock.acquire()
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def _next_trial(self, study: optuna.Study, space: list[Param]) -> Trial | None:
+        """A new trial, or a waiting one (a retry), or ``None`` when the study holds ``n_trials``.
+
+        The count and the ask happen under the lock, so that workers asking at once cannot overshoot.
+        """
+        with self._locked():
+            self._fail_stale(study)
+            trials = self._storage.get_all_trials(self._study_id, deepcopy=False)
+            waiting = any(t.state == TrialState.WAITING for t in trials)
+            if _counted(trials) >= self.n_trials and not waiting:
+                return None
+            if self._seed_offset is not None and self._seed_offset != len(trials):
+                # Other workers asked since this one started: a seeded sampler starting where they did would
+                # propose their parameters again, so its seed moves on by the trials the study holds now.
+                study.sampler = self._sampler_and_pruner(len(trials))[0]
+            self._seed_offset = None
+            trial = study.ask({param.key: param.distribution for param in space})
+            self._heartbeat.add(self._trial_id(trial.number))
+            return trial
+
+    def _trial_id(self, number: int) -> int:
+        return self._storage.get_trial_id_from_study_id_trial_number(self._study_id, number)
+
+    def _fail_stale(self, study: optuna.Study) -> None:
+        """Running trials whose worker has not recorded a heartbeat for ``grace_period`` seconds are failed.
+
+        Called under the lock. Trials without a heartbeat (run with ``heartbeat_interval: null``) are left alone.
+        """
+        if self.heartbeat_interval is None:
+            return
+        now = time.time()
+        for stale in self._storage.get_all_trials(self._study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            beat = stale.system_attrs.get(HEARTBEAT_ATTR)
+            if beat is None or now - beat <= self.grace_period:
+                continue
+            trial_id = self._trial_id(stale.number)
+            try:
+                self._storage.set_trial_user_attr(trial_id, FAILURE_ATTR,
+                                                  f"its worker stopped: no heartbeat for {now - beat:.0f} s")
+                if not self._storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                    continue
+            except UpdateFinishedTrialError:  # its worker told it meanwhile
+                continue
+            log.info(f"Trial {stale.number}: failed, its worker stopped (no heartbeat for {now - beat:.0f} s)")
+            self._retry(study, stale)
+
+    def _retry(self, study: optuna.Study, failed: FrozenTrial) -> None:
+        """Queues ``failed`` to run again with the same parameters, up to ``max_retries`` times per series."""
+        history = [*failed.system_attrs.get(RETRY_HISTORY_ATTR, []), failed.number]
+        if len(history) > self.max_retries:
+            return
+        study.add_trial(optuna.trial.create_trial(
+            state=TrialState.WAITING, params=failed.params, distributions=failed.distributions,
+            system_attrs={RETRIED_ATTR: history[0], RETRY_HISTORY_ATTR: history}))
+        log.info(f"Trial {failed.number}: queued to run again (retry {len(history)} of {self.max_retries})")
+
+    def _wait_for_others(self, study: optuna.Study) -> bool:
+        """Waits while other workers run trials of the study; ``True`` as soon as there is a trial to ask for.
+
+        Trials whose worker dies are failed meanwhile (and their retries asked for), so this ends.
+        """
+        if self.heartbeat_interval is None:
+            return False
+        said = False
+        while True:
+            with self._locked():
+                self._fail_stale(study)
+                trials = self._storage.get_all_trials(self._study_id, deepcopy=False)
+            if any(t.state == TrialState.WAITING for t in trials) or _counted(trials) < self.n_trials:
+                return True
+            running = [t.number for t in trials if t.state == TrialState.RUNNING and HEARTBEAT_ATTR in t.system_attrs]
+            if not running:
+                return False
+            if not said:
+                log.info(f"Waiting for trial(s) {', '.join(map(str, running))} of other workers: this worker "
+                         "ends with the whole study")
+                said = True
+            time.sleep(WAIT_S)
 
     def _existing_trials(self, storage: Any) -> int:
         try:
@@ -372,21 +603,15 @@ class LitOptunaSweeperImpl:
         """Trial ``number`` as the storage has it now."""
         return self._storage.get_trial(self._storage.get_trial_id_from_study_id_trial_number(self._study_id, number))
 
-    def _fail_stale(self, study: optuna.Study) -> None:
-        """Trials left running by an interrupted sweep are recorded as failed (they count as run)."""
-        for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            trial_id = self._storage.get_trial_id_from_study_id_trial_number(self._study_id, stale.number)
-            self._storage.set_trial_user_attr(trial_id, FAILURE_ATTR, "interrupted")
-            study.tell(stale.number, state=TrialState.FAIL)
-            log.info(f"Trial {stale.number}: left running by an earlier sweep, recorded as failed")
-
-    def _ask(self, study: optuna.Study, space: list[Param], fixed: list[str], url: str) -> tuple[Trial, list[str]]:
-        trial = study.ask({param.key: param.distribution for param in space})
-        overrides = [*fixed, *(param.override(trial.params[param.key]) for param in space)]
-        trial.set_user_attr(OVERRIDES_ATTR, overrides)
-        keys = [f"+trial.storage={quote(url)}", f"+trial.study={quote(study.study_name)}",
-                f"+trial.number={trial.number}"]
-        return trial, [*overrides, *keys]
+    def _asks(self, study: optuna.Study, space: list[Param], fixed: list[str],
+              url: str) -> Iterator[tuple[Trial, list[str]]]:
+        """Each trial to run and its job's overrides, until the study holds ``n_trials``."""
+        while (trial := self._next_trial(study, space)) is not None:
+            overrides = [*fixed, *(param.override(trial.params[param.key]) for param in space)]
+            trial.set_user_attr(OVERRIDES_ATTR, overrides)
+            keys = [f"+trial.storage={quote(url)}", f"+trial.study={quote(study.study_name)}",
+                    f"+trial.number={trial.number}"]
+            yield trial, [*overrides, *keys]
 
     def _run(self, study: optuna.Study, batch: list[tuple[Trial, list[str]]]) -> list[JobReturn]:
         """Launches ``batch`` (trial numbers in order) and tells the study how each trial ended."""
@@ -417,6 +642,7 @@ class LitOptunaSweeperImpl:
     def _fail_unfinished(self, study: optuna.Study, trials: list[Trial]) -> None:
         """Trials still running when the sweep is interrupted are recorded as failed."""
         for trial in trials:
+            self._heartbeat.discard(self._trial_id(trial.number))
             if self._frozen(trial.number).state == TrialState.RUNNING:
                 trial.set_user_attr(FAILURE_ATTR, "interrupted")
                 study.tell(trial, state=TrialState.FAIL)
@@ -468,6 +694,12 @@ class LitOptunaSweeperImpl:
         return _Outcome(TrialState.COMPLETE, value)
 
     def _tell(self, study: optuna.Study, trial: Trial, outcome: _Outcome, run_dir: Any) -> None:
+        self._heartbeat.discard(self._trial_id(trial.number))
+        if (state := self._frozen(trial.number).state) != TrialState.RUNNING:
+            # Its heartbeat was late by more than grace_period: another worker recorded it as failed.
+            log.info(f"Trial {trial.number}: was recorded as {STATE_NAMES.get(state, state.name)} meanwhile "
+                     f"(no heartbeat for {self.grace_period} s); its result is not kept")
+            return
         trial.set_user_attr(RUN_DIR_ATTR, str(run_dir))
         if outcome.state == TrialState.FAIL:
             trial.set_user_attr(FAILURE_ATTR, outcome.note)
@@ -480,9 +712,18 @@ class LitOptunaSweeperImpl:
     # -- the end ------------------------------------------------------------------------------------------------
 
     def _finish(self, study: optuna.Study, sweep_dir: Path) -> None:
+        """Prints the best trial of the whole study and writes it to ``best.yaml``, under the lock: of workers
+        ending together, the last one writes, from a study that holds the others' trials."""
+        with self._locked():
+            self._fail_stale(study)
+            self._write_best(study, sweep_dir)
+
+    def _write_best(self, study: optuna.Study, sweep_dir: Path) -> None:
         trials = study.get_trials(deepcopy=False)
         tally = {STATE_NAMES[state]: sum(t.state == state for t in trials) for state in FINISHED}
         counts = ", ".join(f"{n} {name}" for name, n in tally.items())
+        if running := sum(t.state == TrialState.RUNNING for t in trials):
+            counts += f", {running} running"
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         if not complete:
             print(f"lit_train: no trial of study {study.study_name!r} completed ({counts}); no {BEST_FILE} written")
@@ -504,7 +745,10 @@ class LitOptunaSweeperImpl:
         }
         path = sweep_dir / BEST_FILE
         header = f"# Best trial of study {study.study_name!r}; rerun it with the command below.\n"
-        path.write_text(header + OmegaConf.to_yaml(OmegaConf.create(record)))
+        text = header + OmegaConf.to_yaml(OmegaConf.create(record))
+        partial = path.with_name(f".{BEST_FILE}.{os.getpid()}")
+        partial.write_text(text)
+        partial.replace(path)  # whole: another worker may read or write it at the same time
         print(f"lit_train: best of {len(trials)} trials ({counts}): trial {best.number}, "
               f"{monitor} {best.value:.6g} ({mode})")
         print(f"  {' '.join(overrides)}")

@@ -130,7 +130,19 @@ class LitOptunaSweeperConf:
             trial in its own process and starts the next as soon as any ends;
             other launchers (joblib, submitit) get ``n_jobs`` trials per batch.
         study_name: The study's name in the storage.
-        storage: Optuna storage URL; ``null`` means ``sqlite:///<sweep dir>/optuna.db``.
+        storage: Where the study lives: a file path ending in ``.journal`` (Optuna's
+            journal file, for workers on several machines sharing a filesystem), an
+            SQLAlchemy URL (``postgresql://...``, ``mysql://...``, ``sqlite:///...``),
+            or ``null`` for ``sqlite:///<sweep dir>/optuna.db`` (one machine). Sweeps
+            started with the same storage, study name and ``hydra.sweep.dir`` are
+            workers of one study and run ``n_trials`` trials together.
+        heartbeat_interval: Seconds between the heartbeats a worker records for each
+            trial it runs; ``null`` records none, and a dead worker's trial then stays
+            running in the study.
+        grace_period: Seconds without a heartbeat after which any worker of the study
+            records a running trial as failed (its worker died); above ``heartbeat_interval``.
+        max_retries: Times a trial failed that way is run again with the same
+            parameters, as a new trial that takes its place in ``n_trials``.
         params: The search space, one override per key: ``interval(a,b)``,
             ``tag(log,interval(a,b))``, ``choice(x,y,...)``, ``range(a,b,step)``,
             or a plain value for every trial. The command line adds to it.
@@ -146,6 +158,9 @@ class LitOptunaSweeperConf:
     n_jobs: int = 1
     study_name: str = "lit_train"
     storage: Optional[str] = None
+    heartbeat_interval: Optional[int] = 60
+    grace_period: int = 180
+    max_retries: int = 0
     params: dict[str, Any] = field(default_factory=dict)
 
 
