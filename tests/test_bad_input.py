@@ -99,7 +99,7 @@ CASES = [
     Case(("+callbacks=warmup", "callbacks.warmup.ratio=1.5"), "callbacks.warmup.ratio: must be a number in (0, 1) (or null), got 1.5"),
     Case(("+callbacks=warmup", "callbacks.warmup.steps=10"), "callbacks.warmup.steps: give exactly one of callbacks.warmup.steps and callbacks.warmup.ratio"),
     # Metrics that are never logged.
-    Case(("scheduler=plateau", "scheduler.monitor=val/accuracy"), "scheduler.monitor: 'val/accuracy' is never logged by the model; did you mean 'val/acc'?"),
+    Case(("scheduler=plateau", "scheduler.monitor=val/loss"), "scheduler.monitor: lit_train's own setting, outside the scheduler group: set monitor instead"),
     Case(("+callbacks=early_stopping", "callbacks.early_stopping.monitor=valid/loss"), "callbacks.early_stopping.monitor: 'valid/loss' is never logged by the model; did you mean 'val/loss'?"),
     Case(("monitor=val/los",), "monitor: 'val/los' is never logged by the model; did you mean 'val/loss'?"),
     # Models, data and targets that do not go together or do not exist.
@@ -119,7 +119,8 @@ CASES = [
     Case(("model=cnn", "model.net.channels=[8,32]", "ckpt_path={cnn_ckpt}"),
          "net.features.0.weight is [16, 1, 3, 3] there but [8, 1, 3, 3] here", 1),
     Case(("train=false", "ckpt_path={cnn_ckpt}"), "ckpt_path: '{cnn_ckpt}' does not fit this config's model (Classifier)", 1),
-    Case(("resume=auto",), "resume=auto: '{tmp}/run/checkpoints/last.ckpt' does not fit this config's model (Classifier)", 1,
+    # The earlier run was model=cnn: resumed with another model, its checkpoint does not fit.
+    Case(("resume=auto", "model=mlp"), "resume=auto: '{tmp}/run/checkpoints/last.ckpt' does not fit this config's model (Classifier)", 1,
          existing="earlier"),
     Case(("ckpt_path={not_torch}",), "ckpt_path: '{not_torch}' is not a readable checkpoint (", 1),
     Case(("ckpt_path={no_state}",), "ckpt_path: '{no_state}' is not a Lightning checkpoint (it has no state_dict)", 1),

@@ -45,9 +45,9 @@ def test_a_new_scheduler_needs_its_yaml_and_its_spec(tmp_path, monkeypatch):
     assert "`SCHEDULERS` entry" in _checklist("Add an LR scheduler")
     searchpath = _new_option(tmp_path, "scheduler", "polynomial", (
         "# Polynomial decay to zero over the run.\n_target_: torch.optim.lr_scheduler.PolynomialLR\n"
-        "_partial_: true\ninterval: step\npower: 2.0\n"))
+        "_partial_: true\npower: 2.0\n"))
     monkeypatch.setitem(specs.SCHEDULERS, "torch.optim.lr_scheduler.PolynomialLR", specs.SchedulerSpec(
-        {"total_iters": COUNT, "power": POSITIVE}, length_arg="total_iters"))
+        {"total_iters": COUNT, "power": POSITIVE}, length_arg="total_iters", interval="step"))
     cfg = compose_config([searchpath, "scheduler=polynomial", *FAST], run_dir=tmp_path / "run")
     assert validate(cfg) == []
     run(cfg)

@@ -219,7 +219,7 @@ def _built(tmp_path: Path, overrides: list[str]):
     cfg = compose_config(["action=doctor", *QUIET, "logger=none", *overrides], run_dir=tmp_path)
     L.seed_everything(cfg.seed)
     datamodule, module = construct(cfg.data, "data"), construct(cfg.model, "model")
-    optimization = build_optimization(cfg.optimizer, cfg.scheduler, cfg.data.get("batch_size"))
+    optimization = build_optimization(cfg)
     attach_optimizers(module, optimization)
     return cfg, datamodule, module, optimization
 

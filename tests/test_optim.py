@@ -125,7 +125,7 @@ def test_scaled_lr_lands_in_the_summary(tmp_path):
 
     from lit_train.training.run import run
 
-    cfg = compose_config([*FAST, "optimizer.scale_lr=sqrt", "trainer.accumulate_grad_batches=2", "scheduler=none",
+    cfg = compose_config([*FAST, "optimization.scale_lr=sqrt", "trainer.accumulate_grad_batches=2", "scheduler=none",
                           "trainer.limit_train_batches=4"], run_dir=tmp_path)
     run(cfg)
     summary = read_summary(tmp_path)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lit_train.config.messages import did_you_mean
 from lit_train.config.overrides import expand_callback_additions
+from lit_train.config.specs import OWN_SETTINGS
 from lit_train.config.validate import REQUIRED_GROUPS, hydra_problems, validate
 
 CONFIG_MODULE = "lit_train.conf"
@@ -80,6 +81,11 @@ def _diagnose(overrides: list[str], error: Exception) -> list[str]:
         if override in groups or override.is_hydra_override() or override.is_add() or override.is_force_add():
             continue
         key = override.key_or_group
+        group, _, name = key.partition(".")
+        if group in ("optimizer", "scheduler") and name in OWN_SETTINGS:
+            problems.append(f"{key}: lit_train's own setting, outside the {group} group: set {OWN_SETTINGS[name]} "
+                            "instead")
+            continue
         parent, missing = _first_missing(base, key)
         if missing is not None:
             siblings = [str(k) for k in parent.keys()]

@@ -32,12 +32,14 @@ class SchedulerSpec:
             optimizer), with the rule its value must pass.
         length_arg: The argument that takes the run's length (total steps, or
             epochs with ``interval: epoch``); lit_train fills it unless set.
-        needs_monitor: Whether it steps on a monitored metric (plateau).
+        needs_monitor: Whether it steps on a monitored metric (plateau): the run's ``monitor``.
+        interval: What its arguments count, and so when it steps: ``step`` or ``epoch``.
     """
 
     params: Mapping[str, Any]
     length_arg: str | None = None
     needs_monitor: bool = False
+    interval: str = "epoch"
 
 
 #: Arguments every PyTorch optimizer takes.
@@ -81,8 +83,12 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
         "milestones": ListOf(Number(0, integer=True), increasing=True), "gamma": POSITIVE,
     }),
     _SCHED + "ExponentialLR": SchedulerSpec({"gamma": POSITIVE}),
-    _SCHED + "CosineAnnealingLR": SchedulerSpec({"T_max": COUNT, "eta_min": NON_NEGATIVE}, length_arg="T_max"),
-    _SCHED + "CosineAnnealingWarmRestarts": SchedulerSpec({"T_0": COUNT, "T_mult": COUNT, "eta_min": NON_NEGATIVE}),
+    _SCHED + "CosineAnnealingLR": SchedulerSpec(
+        {"T_max": COUNT, "eta_min": NON_NEGATIVE}, length_arg="T_max", interval="step",
+    ),
+    _SCHED + "CosineAnnealingWarmRestarts": SchedulerSpec(
+        {"T_0": COUNT, "T_mult": COUNT, "eta_min": NON_NEGATIVE}, interval="step",
+    ),
     _SCHED + "ReduceLROnPlateau": SchedulerSpec(
         {
             "mode": OneOf(("max", "min")), "factor": Number(0, 1, low_open=True, high_open=True),
@@ -99,16 +105,18 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
             **_MOMENTUM_CYCLE, "div_factor": POSITIVE, "final_div_factor": POSITIVE, "three_phase": FLAG,
         },
         length_arg="total_steps",
+        interval="step",
     ),
     _SCHED + "CyclicLR": SchedulerSpec({
         "base_lr": POSITIVE, "max_lr": POSITIVE, "step_size_up": COUNT,
         "step_size_down": Number(1, integer=True, nullable=True),
         "mode": OneOf(("exp_range", "triangular", "triangular2")), "gamma": POSITIVE,
         "scale_mode": OneOf(("cycle", "iterations")), **_MOMENTUM_CYCLE,
-    }),
+    }, interval="step"),
     _SCHED + "LinearLR": SchedulerSpec(
         {"start_factor": Number(0, 1, low_open=True), "end_factor": Number(0, 1), "total_iters": COUNT},
         length_arg="total_iters",
+        interval="step",
     ),
     "lit_train.training.schedules.warmup_cosine": SchedulerSpec(
         {
@@ -117,6 +125,7 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
             "eta_min_ratio": Number(0, 1),
         },
         length_arg="total_steps",
+        interval="step",
     ),
 }
 
@@ -134,10 +143,13 @@ TRAINER_ARGUMENTS = frozenset({
 #: Trainer arguments that lit_train sets from its own groups and run directory, never from ``trainer.*``.
 TRAINER_SET_BY_LIT_TRAIN = frozenset({"logger", "callbacks", "plugins", "default_root_dir"})
 
-#: Keys of the ``optimizer`` group that lit_train reads itself (never passed to the optimizer).
-OPTIMIZER_KEYS = frozenset({"decay_norm_and_bias", "scale_lr", "base_batch_size"})
-#: Keys of the ``scheduler`` group that lit_train reads itself (Lightning's scheduler config).
-SCHEDULER_KEYS = frozenset({"interval", "frequency", "monitor"})
+#: lit_train's own settings of the optimizer and scheduler, and the key each sits at: outside the groups' nodes,
+#: so that any Hydra app instantiates the groups as they are.
+OWN_SETTINGS = {
+    **{key: f"optimization.{key}" for key in ("decay_norm_and_bias", "scale_lr", "base_batch_size", "interval",
+                                              "frequency")},
+    "monitor": "monitor",  # a plateau scheduler steps on the run's monitor
+}
 #: Hydra's instantiation keys, never constructor arguments.
 HYDRA_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
 

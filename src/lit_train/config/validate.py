@@ -18,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from lit_train.config.specs import (
-    HYDRA_KEYS, MODULES, OPTIMIZER_KEYS, OPTIMIZERS, SCHEDULER_KEYS, SCHEDULERS, TRAINER_ARGUMENTS, TRAINER_SET_BY_LIT_TRAIN,
+    HYDRA_KEYS, MODULES, OPTIMIZERS, OWN_SETTINGS, SCHEDULERS, TRAINER_ARGUMENTS, TRAINER_SET_BY_LIT_TRAIN,
 )
 from lit_train.config.messages import did_you_mean
 from lit_train.config.rules import Flag, ListOf, Number, OneOf, Text, Union
@@ -49,16 +49,13 @@ ROOT_RULES = {
     "allowed_targets": ListOf(Text(), nullable=True),
 }
 GROUP_RULES: dict[str, dict[str, Any]] = {
-    # lit_train's own keys of the two groups; each target's arguments are checked by its spec (specs.py).
-    "optimizer": {
+    # lit_train's own settings of the optimizer and scheduler; each target's arguments are checked by its spec.
+    "optimization": {
         "decay_norm_and_bias": Flag(),
         "scale_lr": OneOf(("linear", "none", "sqrt")),
         "base_batch_size": _COUNT,
-    },
-    "scheduler": {
-        "interval": OneOf(("epoch", "step")),
+        "interval": OneOf(("epoch", "step"), nullable=True),
         "frequency": _COUNT,
-        "monitor": Text(),
     },
     "data": {
         "batch_size": _COUNT,
@@ -226,11 +223,14 @@ def _check_rules(values: dict, rules: dict, path: str, problems: list[str]) -> N
             problems.append(f"{path}{key}: {reason}, got {values[key]!r}")
 
 
-def _check_arguments(node: dict, group: str, allowed: Any, own: frozenset[str], problems: list[str]) -> None:
+def _check_arguments(node: dict, group: str, allowed: Any, problems: list[str]) -> None:
     target = node.get("_target_")
     for key in node:
-        if key not in allowed and key not in own and key not in HYDRA_KEYS:
-            problems.append(f"{group}.{key}: not an argument of {target}{did_you_mean(key, sorted({*allowed, *own}))}")
+        if key in OWN_SETTINGS:
+            problems.append(f"{group}.{key}: lit_train's own setting, not an argument of {target}: set "
+                            f"{OWN_SETTINGS[key]} instead")
+        elif key not in allowed and key not in HYDRA_KEYS:
+            problems.append(f"{group}.{key}: not an argument of {target}{did_you_mean(key, sorted(allowed))}")
 
 
 def _run_length_known(trainer: dict) -> bool:
@@ -243,36 +243,30 @@ def _check_optimizer(optimizer: dict, problems: list[str]) -> None:
         problems.append("optimizer._partial_: must be true (lit_train passes the parameters later), got "
                         f"{optimizer.get('_partial_')!r}")
     if target in OPTIMIZERS:
-        _check_arguments(optimizer, "optimizer", OPTIMIZERS[target].params, OPTIMIZER_KEYS, problems)
+        _check_arguments(optimizer, "optimizer", OPTIMIZERS[target].params, problems)
         _check_rules(optimizer, OPTIMIZERS[target].params, "optimizer.", problems)
     if optimizer.get("nesterov") is True and not optimizer.get("momentum"):
         problems.append("optimizer.nesterov: Nesterov needs optimizer.momentum > 0, got "
                         f"momentum={optimizer.get('momentum')!r}")
 
 
-def _check_scheduler(scheduler: dict, cfg: dict, logged: list[str] | None, problems: list[str]) -> None:
+def _check_scheduler(scheduler: dict, cfg: dict, problems: list[str]) -> None:
     target = scheduler.get("_target_")
     if target is None:
         return
     spec = SCHEDULERS.get(target)
     if spec is None:
         return
-    _check_arguments(scheduler, "scheduler", spec.params, SCHEDULER_KEYS, problems)
+    _check_arguments(scheduler, "scheduler", spec.params, problems)
     _check_rules(scheduler, spec.params, "scheduler.", problems)
     trainer = cfg.get("trainer", {})
     if spec.length_arg and spec.length_arg not in scheduler:
-        if scheduler.get("interval", "epoch") == "epoch" and trainer.get("max_epochs") in (-1, None):
+        interval = cfg.get("optimization", {}).get("interval") or spec.interval
+        if interval == "epoch" and trainer.get("max_epochs") in (-1, None):
             problems.append(f"scheduler: {target} with interval=epoch needs a finite trainer.max_epochs, "
                             f"got {trainer.get('max_epochs')!r}")
         elif not _run_length_known(trainer):
             problems.append(f"scheduler: {target} needs a finite run; set trainer.max_epochs or trainer.max_steps")
-    if spec.needs_monitor:
-        monitor = scheduler.get("monitor")
-        if not monitor:
-            problems.append(f"scheduler.monitor: {target} steps on a metric; set scheduler.monitor (e.g. val/loss)")
-        elif logged is not None and monitor not in logged:
-            problems.append(f"scheduler.monitor: {monitor!r} is never logged by the model{did_you_mean(monitor, logged)}"
-                            f" (it logs {', '.join(logged)})")
     warmup = scheduler.get("warmup_steps")
     max_steps = trainer.get("max_steps", -1)
     if isinstance(warmup, int) and isinstance(max_steps, int) and max_steps > 0 and warmup >= max_steps:
@@ -511,7 +505,7 @@ def validate(cfg: DictConfig, command_line: Sequence[str] | None = None) -> list
         if not isinstance(plain[group], dict) and plain[group] is not _BAD:
             problems.append(f"{group}: must be a config mapping, got {plain[group]!r}")
             return problems
-    for group in ("data", "optimizer", "scheduler", "trainer", "doctor"):
+    for group in ("data", "optimization", "trainer", "doctor"):
         if group in plain:
             _check_rules(plain[group], GROUP_RULES[group], f"{group}.", problems)
     if "trainer" in plain:
@@ -520,7 +514,7 @@ def validate(cfg: DictConfig, command_line: Sequence[str] | None = None) -> list
         _check_optimizer(plain["optimizer"], problems)
     logged = _check_model(plain, problems) if "model" in plain else None
     if "scheduler" in plain:
-        _check_scheduler(plain["scheduler"], plain, logged, problems)
+        _check_scheduler(plain["scheduler"], plain, problems)
     if "callbacks" in plain:
         _check_callbacks(plain["callbacks"], problems)
     _check_monitors(plain, logged, problems)

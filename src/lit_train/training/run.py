@@ -29,32 +29,29 @@ from lit_train.training.profiler import NoProfiler
 from lit_train.training.run_dir import Footprint
 from lit_train.training.signals import StopAtStepEnd, StopRequested, StopSignals
 from lit_train.training.resume import RngState, find_resume_checkpoint
-from lit_train.config.specs import MODULES, OPTIMIZER_KEYS, SCHEDULER_KEYS, SCHEDULERS
+from lit_train.config.specs import MODULES, SCHEDULERS
 from lit_train.training.summary import format_summary, monitored_value, to_number, write_json_atomic
 from lit_train.training.tune import find_lr, show_schedule, use_lr_command
 
 LAST_CHECKPOINT = "last.ckpt"
 
 
-def build_optimization(optimizer_cfg: DictConfig, scheduler_cfg: DictConfig, batch_size: int | None) -> Optimization:
-    """Splits the ``optimizer``/``scheduler`` groups into constructor partials and lit_train's own keys."""
-    optimizer = OmegaConf.to_container(optimizer_cfg, resolve=True)
-    scheduler = OmegaConf.to_container(scheduler_cfg, resolve=True)
-    own_optimizer = {key: optimizer.pop(key) for key in OPTIMIZER_KEYS & optimizer.keys()}
-    own_scheduler = {key: scheduler.pop(key) for key in SCHEDULER_KEYS & scheduler.keys()}
-    target = scheduler.get("_target_")
+def build_optimization(cfg: DictConfig) -> Optimization:
+    """The ``optimizer`` and ``scheduler`` groups as constructor partials, applied as ``optimization`` says."""
+    settings = cfg.optimization
+    target = cfg.scheduler.get("_target_")
     spec = SCHEDULERS.get(target)
     return Optimization(
-        optimizer=instantiate(optimizer, _convert_="all"),
-        scheduler=instantiate(scheduler, _convert_="all") if target is not None else None,
-        interval=own_scheduler.get("interval", "epoch"),
-        frequency=own_scheduler.get("frequency", 1),
-        monitor=own_scheduler.get("monitor"),
+        optimizer=instantiate(cfg.optimizer, _convert_="all"),
+        scheduler=instantiate(cfg.scheduler, _convert_="all") if target is not None else None,
+        interval=settings.interval or (spec.interval if spec else "epoch"),
+        frequency=settings.frequency,
+        monitor=cfg.monitor if spec is None or spec.needs_monitor else None,
         length_arg=spec.length_arg if spec else None,
-        decay_norm_and_bias=own_optimizer.get("decay_norm_and_bias", False),
-        scale_lr=own_optimizer.get("scale_lr", "none"),
-        base_batch_size=own_optimizer.get("base_batch_size"),
-        batch_size=batch_size,
+        decay_norm_and_bias=settings.decay_norm_and_bias,
+        scale_lr=settings.scale_lr,
+        base_batch_size=settings.base_batch_size,
+        batch_size=cfg.data.get("batch_size"),
     )
 
 
@@ -342,7 +339,7 @@ def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None, signals: S
     L.seed_everything(cfg.seed, workers=True)
     datamodule = construct(cfg.data, "data")
     module = construct(cfg.model, "model")
-    optimization = build_optimization(cfg.optimizer, cfg.scheduler, cfg.data.get("batch_size"))
+    optimization = build_optimization(cfg)
     if not attach_optimizers(module, optimization):
         _check_groups_unused(module, _task_overrides())
     start = _checkpoint_to_load(cfg, module)
