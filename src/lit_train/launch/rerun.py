@@ -15,7 +15,6 @@ Nothing here imports torch: Hydra builds the callback before the config is check
 """
 
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from lit_train.config.checks import refuse
+from lit_train.training.run_dir import keep_recorded_overrides
 
 #: What a run leaves in its directory that another run would overwrite.
 RESULTS = ("summary.json", "metrics.csv", "checkpoints")
@@ -42,16 +42,6 @@ def earlier_results(directory: Path) -> list[str]:
 def _started_by_a_launch() -> bool:
     """Whether this process is a rank that torchrun, SLURM or Lightning started beside rank 0 of the same run."""
     return any(os.environ.get(name, "0") != "0" for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
-
-
-def _keep_recorded_overrides(directory: Path) -> None:
-    """Keeps the overrides the earlier run recorded as ``.hydra/overrides.resume-N.yaml``: Hydra rewrites the file."""
-    record = directory / ".hydra" / "overrides.yaml"
-    if record.is_file():
-        number = 1
-        while (kept := record.with_name(f"overrides.resume-{number}.yaml")).exists():
-            number += 1
-        shutil.copy2(record, kept)
 
 
 def _resumes_itself(config: DictConfig) -> bool:
@@ -80,7 +70,7 @@ def guard(directory: Path, found: list[str], key: str, config: DictConfig) -> No
     if not found:
         return
     if config.get("resume") == "auto" and config.get("action") == "train":
-        _keep_recorded_overrides(directory)
+        keep_recorded_overrides(directory)
         return
     if not config.get("overwrite"):
         held = ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")

@@ -73,6 +73,22 @@ def taken_back(path: str | os.PathLike) -> bool:
     return before is not None and before.taken_back
 
 
+#: The override records a resumed run's Hydra rewrites, each with the copy of what it held before.
+_kept_records: list[tuple[Path, Path]] = []
+
+
+def keep_recorded_overrides(directory: Path) -> None:
+    """Keeps the overrides an earlier run recorded as ``.hydra/overrides.resume-N.yaml``, as Hydra is about to
+    rewrite ``.hydra/overrides.yaml``; a run taken back puts them back."""
+    record = directory / ".hydra" / "overrides.yaml"
+    if record.is_file():
+        number = 1
+        while (kept := record.with_name(f"overrides.resume-{number}.yaml")).exists():
+            number += 1
+        shutil.copy2(record, kept)
+        _kept_records.append((record, kept))
+
+
 class NoteRunDir(Callback):
     """Hydra callback: notes the run directory before Hydra creates it.
 
@@ -143,6 +159,9 @@ class Footprint:
             The removed paths.
         """
         removed = []
+        for record, kept in _kept_records:
+            os.replace(kept, record)
+        _kept_records.clear()
         for folder in self.folders:
             before = _noted[folder]
             before.taken_back = True
