@@ -1,6 +1,5 @@
 """action=lr_find and action=show_schedule look at a config without training it."""
 
-import functools
 import math
 
 import pytest
@@ -110,10 +109,8 @@ def test_show_schedule_of_a_plateau_says_what_it_assumes_on_a_readable_log_axis(
 
 
 @pytest.mark.parametrize(("scheduler", "log_scale"), [("cosine", True), ("plateau", False)])
-def test_show_schedule_draws_the_lr_axis_as_asked(scheduler, log_scale, tmp_path, drawn, monkeypatch):
-    import lit_train.training.run as run_module
-
-    monkeypatch.setattr(run_module, "show_schedule", functools.partial(tune.show_schedule, log_scale=log_scale))
-    axes, lrs = _show_schedule([f"scheduler={scheduler}"], tmp_path, drawn)
+def test_show_schedule_draws_the_lr_axis_as_asked(scheduler, log_scale, tmp_path, drawn):
+    axes, lrs = _show_schedule([f"scheduler={scheduler}", f"schedule_log_scale={str(log_scale).lower()}"], tmp_path,
+                               drawn)
     assert axes.get_yscale() == ("log" if log_scale else "linear")
     assert list(axes.lines[0].get_ydata()) == lrs

@@ -46,6 +46,7 @@ ROOT_RULES = {
     "run_dir": Text(),
     "verbose": Flag(),
     "overwrite": Flag(),
+    "schedule_log_scale": Flag(nullable=True),
     "allowed_targets": ListOf(Text(), nullable=True),
 }
 GROUP_RULES: dict[str, dict[str, Any]] = {

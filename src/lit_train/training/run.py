@@ -354,7 +354,8 @@ def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None, signals: S
                 command = use_lr_command(suggestion / optimization.lr_factor(trainer), _task_overrides())
                 print(f"lit_train: suggested learning rate {suggestion:.4g}\n  use it: {command}")
         elif cfg.action == "show_schedule":
-            results["lr_schedule"] = show_schedule(trainer, module, datamodule, optimization, run_dir / "lr_schedule.png")
+            results["lr_schedule"] = show_schedule(trainer, module, datamodule, optimization, run_dir / "lr_schedule.png",
+                                                   log_scale=cfg.schedule_log_scale)
         elif cfg.action == "doctor":
             from lit_train.training.doctor import run_doctor
 
