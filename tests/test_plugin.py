@@ -1,5 +1,6 @@
 """lit_train as a Hydra plugin: its groups in other apps, and configs inside the wheel."""
 
+import re
 import site
 import subprocess
 import sys
@@ -8,12 +9,24 @@ import venv
 from pathlib import Path
 
 import pytest
+import yaml
 from support import ROOT
 
 
+def _readme_defaults() -> str:
+    """The defaults list that README.md's section on other Hydra apps shows, as written there."""
+    section = (ROOT / "README.md").read_text().split("## In other Hydra apps", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    return block
+
+
 def test_foreign_hydra_app_picks_lit_train_groups(tmp_path):
+    defaults = _readme_defaults()
+    picked = [next(iter(entry.items())) for entry in yaml.safe_load(defaults)["defaults"] if isinstance(entry, dict)]
+    targets = {"lamb": "pytorch_optimizer.Lamb", "cosine": "torch.optim.lr_scheduler.CosineAnnealingLR"}
+    assert picked == [("optimizer", "lamb"), ("scheduler", "cosine")]
     (tmp_path / "conf").mkdir()
-    (tmp_path / "conf" / "config.yaml").write_text("defaults:\n  - optimizer: lamb\n  - scheduler: cosine\n  - _self_\n")
+    (tmp_path / "conf" / "config.yaml").write_text(defaults)
     (tmp_path / "app.py").write_text(textwrap.dedent("""
         import hydra
         from omegaconf import OmegaConf
@@ -27,7 +40,7 @@ def test_foreign_hydra_app_picks_lit_train_groups(tmp_path):
     result = subprocess.run([sys.executable, "app.py", f"hydra.run.dir={tmp_path / 'out'}"], cwd=tmp_path,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["pytorch_optimizer.Lamb", "torch.optim.lr_scheduler.CosineAnnealingLR"]
+    assert result.stdout.split() == [targets[option] for _, option in picked]
 
 
 @pytest.mark.slow
