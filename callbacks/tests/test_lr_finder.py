@@ -147,8 +147,30 @@ def test_steepest_lands_in_the_descent_not_in_the_flat_noisy_start(seed):
     assert adjacent_point_steepest(LRS, curve) < 38  # the same curve fools the naive rule into the flat start
 
 
+def _index_of(lr: float) -> float:
+    """Where ``lr`` falls among LRS, as a fractional index (LRS is evenly spaced in log(lr))."""
+    return (math.log(lr) - math.log(LRS[0])) / (math.log(LRS[-1]) - math.log(LRS[0])) * (len(LRS) - 1)
+
+
+def _steepest_expected(curve: list[float]) -> int:
+    """The steepest window's start on the noise-free sigmoid, from the documented rule and the curve's shape.
+
+    The sigmoid is symmetric in log(lr) about its centre, 1e-2, so among windows of ``w``
+    points the steepest fall is the one centred there: it starts ``w / 2`` points before 1e-2.
+    ``w`` is a quarter of the searched stretch (its start: the last point above
+    ``min + 0.9 * (start - min)``; its end: the minimum), at most one decade of points.
+    """
+    finite = curve[: next((i for i, v in enumerate(curve) if not math.isfinite(v)), len(curve))]
+    lowest = min(range(len(finite)), key=finite.__getitem__)
+    start = sorted(curve[:10])[5]
+    begin = max(i for i in range(lowest + 1) if curve[i] >= curve[lowest] + 0.9 * (start - curve[lowest]))
+    window = min((lowest - begin) // 4, int(_index_of(10.0) / math.log10(10.0 / 1e-7)))
+    return round(_index_of(1e-2) - window / 2)
+
+
 def test_suggestions_on_a_noise_free_curve_are_pinned():
     curve = flat_noisy_descent_blowup(noise=0.0)
+    assert _steepest_expected(curve) == 58  # a window of 8 points (the stretch: 52 .. 86), centred on 61.9
     assert suggest_lr(LRS, curve, "steepest") == (LRS[58], 58)
     # valley follows the longest strictly falling run; without noise the sigmoid's tail falls from index 0 on
     assert suggest_lr(LRS, curve, "valley") == (LRS[42], 42)
@@ -161,6 +183,8 @@ def test_curve_is_cut_at_the_first_non_finite_loss():
     curve = flat_noisy_descent_blowup(noise=0.0)
     cut = curve[:70] + [math.nan] + [0.0] * 29  # the zeros after the NaN must not count as a minimum
     assert suggest_lr(LRS, cut, "minimum") == (LRS[69] / 10, 57)
+    # The stretch ends at the last finite point (69): a window of 4 points (52 .. 69), centred on 61.9.
+    assert _steepest_expected(cut) == 60
     assert suggest_lr(LRS, cut, "steepest") == (LRS[60], 60)
 
 
