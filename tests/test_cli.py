@@ -88,6 +88,19 @@ def test_help_and_bad_config_never_import_torch_or_lightning(args, tmp_path):
     assert "LOADED [] " in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
 
 
+def test_cfg_job_prints_the_composed_config_and_runs_nothing(tmp_path):
+    import yaml
+
+    result = run_cli("--cfg", "job", "optimizer=sgd", "optimizer.lr=0.2", "trainer.max_epochs=3",
+                     f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cfg = yaml.safe_load(result.stdout)
+    assert cfg["optimizer"]["_target_"] == "torch.optim.SGD" and cfg["optimizer"]["lr"] == 0.2
+    assert cfg["trainer"]["max_epochs"] == 3 and cfg["scheduler"]["_target_"] == "torch.optim.lr_scheduler.CosineAnnealingLR"
+    assert "doctor" in cfg and "hydra" not in cfg  # the job's keys, the doctor's thresholds among them
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_single_run_composes_and_validates_its_config_once(tmp_path):
     """Hydra composes; lit_train checks what Hydra composed, without a look-ahead composition of its own.
 

@@ -323,6 +323,10 @@ def _accumulated(run_dir, checkpoint, summary, output):
     assert {s["step"].item() for s in checkpoint["optimizer_states"][0]["state"].values()} == {2}
 
 
+def _fused(run_dir, checkpoint, summary, output):
+    assert {g["fused"] for g in checkpoint["optimizer_states"][0]["param_groups"]} == {True}
+
+
 def _deterministic(run_dir, checkpoint, summary, output):
     assert torch.are_deterministic_algorithms_enabled()
 
@@ -338,8 +342,9 @@ def _deterministic(run_dir, checkpoint, summary, output):
          _clipped_value),
         (["trainer.accumulate_grad_batches=2", "trainer.limit_train_batches=4"], _accumulated),
         (["deterministic=true"], _deterministic),
+        (["+optimizer.fused=true"], _fused),
     ],
-    ids=["bf16", "double", "clip-norm", "clip-value", "accumulate", "deterministic"],
+    ids=["bf16", "double", "clip-norm", "clip-value", "accumulate", "deterministic", "fused"],
 )
 def test_plain_trainer_keys(overrides, check, tmp_path, capfd, caplog):
     caplog.set_level(logging.INFO, logger="lightning.pytorch")
