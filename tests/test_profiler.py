@@ -23,3 +23,9 @@ def test_a_run_without_a_profiler_profiles_its_hooks_with_no_profiler(tmp_path, 
     # Lightning wraps each hook call in the trainer's profiler: every one of them went through NoProfiler.
     assert actions.count("[Strategy]SingleDeviceStrategy.training_step") == 2  # one per step of the run
     assert len(actions) > 100
+
+
+def test_the_profiler_preset_saves_its_report_in_the_run_directory(tmp_path):
+    run(compose_config([*FAST, "debug=profiler", "test=false"], run_dir=tmp_path))
+    report = (tmp_path / "fit-profile.txt").read_text()
+    assert "run_training_batch" in report and "Mean duration" in report

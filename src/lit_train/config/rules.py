@@ -121,6 +121,16 @@ class ListOf:
 
 
 @dataclass(frozen=True)
+class Built:
+    """A config node that names the class to build in ``_target_`` (its arguments are the class's to check)."""
+
+    def check(self, value: Any) -> str | None:
+        if isinstance(value, dict) and isinstance(value.get("_target_"), str):
+            return None
+        return "must be a config with a _target_"
+
+
+@dataclass(frozen=True)
 class Union:
     """Passes if any of ``rules`` passes."""
 

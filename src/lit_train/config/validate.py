@@ -21,7 +21,7 @@ from lit_train.config.specs import (
     HYDRA_KEYS, MODULES, OPTIMIZERS, OWN_SETTINGS, SCHEDULERS, TRAINER_ARGUMENTS, TRAINER_SET_BY_LIT_TRAIN,
 )
 from lit_train.config.messages import did_you_mean
-from lit_train.config.rules import Flag, ListOf, Number, OneOf, Text, Union
+from lit_train.config.rules import Built, Flag, ListOf, Number, OneOf, Text, Union
 from lit_train.config.targets import Site, TargetPolicy, entry_problem, sets_key, sites, typed
 
 _BAD = object()  # stands for a value that could not be resolved (already reported)
@@ -116,7 +116,7 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
         "sync_batchnorm": Flag(),
         "reload_dataloaders_every_n_epochs": Number(0, integer=True),
         "enable_autolog_hparams": Flag(),
-        "profiler": OneOf(("advanced", "pytorch", "simple"), nullable=True),
+        "profiler": Union((OneOf(("advanced", "pytorch", "simple"), nullable=True), Built())),
     },
     # action=doctor's thresholds (lit_train.training.doctor.DoctorSettings).
     "doctor": {
