@@ -139,6 +139,19 @@ def sweeper(tmp_path):
     return impl, study, study.ask()
 
 
+def test_parallel_trials_run_torch_on_one_thread_each(sweeper, monkeypatch, tmp_path):
+    """Trials started as processes of their own share the cores: each gets one torch thread."""
+    import hydra_plugins.lit_train_optuna_sweeper._impl as impl_module
+
+    impl, _, _ = sweeper
+    impl.config = OmegaConf.create({"monitor": "val/acc", "mode": "max", "hydra": {"overrides": {"hydra": []}}})
+    started = {}
+    monkeypatch.setattr(impl_module.subprocess, "Popen", lambda command, env: started.update(command=command, env=env))
+    impl._start(3, ["optimizer.lr=0.1"], tmp_path / "3")
+    assert (started["env"]["OMP_NUM_THREADS"], started["env"]["MKL_NUM_THREADS"]) == ("1", "1")
+    assert started["command"][1:4] == ["-m", "lit_train", "optimizer.lr=0.1"]
+
+
 def _returned(value=None, error=None) -> JobReturn:
     ret = JobReturn(status=JobStatus.FAILED if error else JobStatus.COMPLETED)
     ret.return_value = error if error else value
@@ -286,9 +299,10 @@ def test_bad_sweeper_settings_fail_before_any_trial(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_diverged_trial_is_recorded_as_failed_with_the_reason_and_the_sweep_goes_on(tmp_path):
+@pytest.mark.parametrize("n_jobs", [1, 2])  # trials in the sweep's process, and each in a process of its own
+def test_a_diverged_trial_is_recorded_as_failed_with_the_reason_and_the_sweep_goes_on(n_jobs, tmp_path):
     sweep_dir = tmp_path / "sweep"
-    result = run_cli(*RANDOM, "hydra.sweeper.n_trials=3", "optimizer=sgd", "scheduler=none",
+    result = run_cli(*RANDOM, "hydra.sweeper.n_trials=3", f"hydra.sweeper.n_jobs={n_jobs}", "optimizer=sgd", "scheduler=none",
                      "optimizer.lr=choice(1e12,0.01)", *TINY, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     trials = optuna.load_study(study_name="lit_train", storage=f"sqlite:///{sweep_dir / 'optuna.db'}").trials

@@ -283,6 +283,14 @@ class _Heartbeat:
             self.discard(trial_id)
 
 
+def _divergence(summary: dict[str, Any]) -> str | None:
+    """Why a job's run failed numerically (``diverged (non_finite_gradient)``), or ``None`` if it did not."""
+    if summary.get("status") != "diverged":
+        return None
+    reason = summary.get("stopped_reason")
+    return "diverged" + (f" ({reason})" if reason != "diverged" else "")
+
+
 @dataclass
 class _Outcome:
     state: TrialState
@@ -589,10 +597,13 @@ class LitOptunaSweeperImpl:
         from lit_train.training.summary import monitored_value
 
         summary = job_dir / "summary.json"
-        if code != 0:
+        ended = json.loads(summary.read_text()) if summary.is_file() else {}
+        if diverged := _divergence(ended):  # exit code 3
+            failure, value = diverged, None
+        elif code != 0:
             failure, value = f"the job exited with code {code}", None
         else:
-            failure, value = None, monitored_value(json.loads(summary.read_text())) if summary.is_file() else None
+            failure, value = None, monitored_value(ended) if ended else None
         outcome = self._judge(trial.number, value=value, failure=failure)
         ret = JobReturn(overrides=overrides, working_dir=str(job_dir), _return_value=value,
                         status=JobStatus.FAILED if failure else JobStatus.COMPLETED)
@@ -661,9 +672,8 @@ class LitOptunaSweeperImpl:
     def _outcome(self, trial: Trial, ret: JobReturn) -> _Outcome:
         """How ``trial`` ended, from the launcher's return of its job."""
         if ret.status == JobStatus.COMPLETED:
-            if (ended := _summary(ret)).get("status") == "diverged":  # such a job returns: the sweep goes on
-                reason = ended.get("stopped_reason")
-                return self._judge(trial.number, failure="diverged" + (f" ({reason})" if reason != "diverged" else ""))
+            if diverged := _divergence(_summary(ret)):  # such a job returns: the sweep goes on
+                return self._judge(trial.number, failure=diverged)
             return self._judge(trial.number, value=ret.return_value)
         return self._judge(trial.number, failure=describe(job_error(ret)))
 
