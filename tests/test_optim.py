@@ -120,14 +120,13 @@ def test_lr_scaling_applies_to_the_optimizer_and_absolute_scheduler_lrs():
     assert optimizer.param_groups[0]["max_lr"] == pytest.approx(0.4)
 
 
-def test_scaled_lr_lands_in_the_summary(tmp_path):
-    from support import FAST, compose_config, read_summary
+def test_scaled_lr_is_printed_at_start_and_lands_in_the_summary(tmp_path):
+    from support import FAST, read_summary, run_cli
 
-    from lit_train.training.run import run
-
-    cfg = compose_config([*FAST, "optimization.scale_lr=sqrt", "trainer.accumulate_grad_batches=2", "scheduler=none",
-                          "trainer.limit_train_batches=4"], run_dir=tmp_path)
-    run(cfg)
-    summary = read_summary(tmp_path)
+    result = run_cli(*FAST, "optimization.scale_lr=sqrt", "trainer.accumulate_grad_batches=2", "scheduler=none",
+                     "trainer.limit_train_batches=4", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "lit_train: LR x1.414 by the sqrt rule (effective batch 128 / base batch 64)" in result.stderr
+    summary = read_summary(tmp_path / "run")
     assert summary["effective_batch_size"] == 128
     assert summary["lr"] == pytest.approx(1e-3 * 2**0.5)
