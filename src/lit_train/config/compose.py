@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
@@ -60,10 +61,16 @@ def _diagnose(overrides: list[str], error: Exception) -> list[str]:
     """Explains a failed composition with one line per bad override."""
     loader = GlobalHydra.instance().config_loader()
     parsed = OverridesParser.create().parse_overrides(overrides)
-    groups = [o for o in parsed if not o.is_hydra_override() and loader.get_group_options(o.key_or_group)]
+    # hydra.searchpath adds options of the user's own to the groups.
+    searchpath = [o.input_line for o in parsed if o.key_or_group == "hydra.searchpath"]
+
+    def options_of(group: str, kind: ObjectType = ObjectType.CONFIG) -> list[str]:
+        return loader.get_group_options(group, kind, config_name=CONFIG_NAME, overrides=searchpath)
+
+    groups = [o for o in parsed if not o.is_hydra_override() and options_of(o.key_or_group)]
     problems = []
     for override in groups:
-        options = loader.get_group_options(override.key_or_group)
+        options = options_of(override.key_or_group)
         values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
         for value in values:
             if value is None:  # Hydra takes no null for a group, not even for one that defaults to none
@@ -76,7 +83,7 @@ def _diagnose(overrides: list[str], error: Exception) -> list[str]:
                     problems.append(f"{override.key_or_group}: unknown option {name!r}{did_you_mean(name, options)} "
                                     f"(choose from {', '.join(options)})")
     valid_groups = [o for o in groups if not any(p.startswith(f"{o.key_or_group}:") for p in problems)]
-    base = compose(CONFIG_NAME, overrides=[o.input_line for o in valid_groups])
+    base = compose(CONFIG_NAME, overrides=[*searchpath, *(o.input_line for o in valid_groups)])
     for override in parsed:
         if override in groups or override.is_hydra_override() or override.is_add() or override.is_force_add():
             continue
@@ -90,7 +97,7 @@ def _diagnose(overrides: list[str], error: Exception) -> list[str]:
         if missing is not None:
             siblings = [str(k) for k in parent.keys()]
             if parent is base:
-                siblings += [g for g in loader.list_groups("") if g != "hydra"]
+                siblings += [g for g in options_of("", ObjectType.GROUP) if g != "hydra"]
             where = "" if missing == key.rpartition(".")[2] else f" {missing!r}"
             problems.append(f"{key}: no such key{where}{did_you_mean(missing, siblings)} "
                             f"(to add a new key use +{override.input_line})")

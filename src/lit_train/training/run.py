@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.callbacks import ModelSummary as LightningModelSummary
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from lit_callbacks import Warmup
 from omegaconf import DictConfig, OmegaConf
 
@@ -230,7 +231,7 @@ def _checkpoint_to_load(cfg: DictConfig, module: L.LightningModule) -> dict[str,
 
 def _train_and_test(
     cfg: DictConfig, trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDataModule,
-    start: dict[str, Any],
+    start: dict[str, Any], test: bool,
 ) -> dict[str, Any]:
     results = dict(start)
     ckpt_path = results.pop("ckpt_path")
@@ -243,7 +244,7 @@ def _train_and_test(
         results["stopped_reason"] = _stopped_reason(trainer, "completed", cfg.action)
         # Whatever the callbacks did, the final state is always kept as last.ckpt.
         trainer.save_checkpoint(Path(cfg.run_dir) / "checkpoints" / LAST_CHECKPOINT, weights_only=False)
-    if cfg.test and not _pruned(trainer) and results.get("stopped_reason") not in DIVERGED_REASONS:
+    if test and not _pruned(trainer) and results.get("stopped_reason") not in DIVERGED_REASONS:
         # The path rather than "best": Lightning would warn that StopAtStepEnd is a second Checkpoint callback.
         best = getattr(trainer.checkpoint_callback, "best_model_path", "")
         ckpt = (best or None) if cfg.train else cfg.ckpt_path
@@ -325,6 +326,21 @@ def _check_groups_unused(module: L.LightningModule, overrides: list[str]) -> Non
     print(f"lit_train: {name} has its own configure_optimizers; the optimizer and scheduler groups are not used")
 
 
+def _has_test_stage(cfg: DictConfig, module: L.LightningModule) -> bool:
+    """Whether the run tests: ``test=true``, and a module with a ``test_step`` (a user's may have none).
+
+    Raises:
+        ConfigProblem: If the run would only test (``train=false``) a module that cannot.
+    """
+    if not cfg.test or is_overridden("test_step", module, L.LightningModule):
+        return cfg.test
+    name = type(module).__qualname__
+    if not cfg.train:
+        raise ConfigProblem(f"test: {name} has no test_step, so train=false test=true has nothing to do")
+    print(f"lit_train: {name} has no test_step; the test stage is skipped (test=false silences this line)")
+    return False
+
+
 def _checkpoint_folders(cfg: DictConfig) -> list[Path]:
     """Where this run's checkpoints go: ``run_dir/checkpoints`` and any checkpoint callback's ``dirpath``."""
     folders = [Path(cfg.run_dir) / "checkpoints"]
@@ -342,6 +358,7 @@ def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None, signals: S
     optimization = build_optimization(cfg)
     if not attach_optimizers(module, optimization):
         _check_groups_unused(module, _task_overrides())
+    test = cfg.action == "train" and _has_test_stage(cfg, module)
     start = _checkpoint_to_load(cfg, module)
     trainer = build_trainer(cfg, run_dir, signals, start["ckpt_path"] if cfg.action == "train" and cfg.train else None)
 
@@ -363,7 +380,7 @@ def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None, signals: S
             results["doctor"] = {"verdict": report.verdict, "errors": report.count("error"),
                                  "warnings": report.count("warning")}
         else:
-            results = _train_and_test(cfg, trainer, module, datamodule, start)
+            results = _train_and_test(cfg, trainer, module, datamodule, start, test)
         status = "pruned" if _pruned(trainer) else "completed"
         if results.get("stopped_reason") in DIVERGED_REASONS:
             status = "diverged"

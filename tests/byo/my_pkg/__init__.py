@@ -34,6 +34,24 @@ class MyLitModule(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
 
 
+class MyClassifier(L.LightningModule):
+    """A classifier of 8x8 digits with no configure_optimizers: the optimizer comes from the trainer's caller."""
+
+    def __init__(self, hidden: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self.net(x), y)
+        self.log("train/loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val/loss", F.cross_entropy(self.net(x), y))
+
+
 class MyDataModule(L.LightningDataModule):
     """scikit-learn's digits, scaled to [0, 1], split 80/10/10."""
 
