@@ -7,8 +7,8 @@
   without logging, lit_train's tensor loader, no callbacks, logger, progress bar or profiler.
 * ``lit_train``: the real ``lit_train.training.run.run`` on a composed config, as a user runs it.
 
-All of them train the same network (same init), with AdamW over the same parameter groups
-and a per-step cosine schedule, on the same training split, with validation off. Each
+All of them train the same network (same init), with AdamW over the same parameter groups,
+run by the same kernel (lit_train's default ``optimization.kernel=auto``), and a per-step cosine schedule, on the same training split, with validation off. Each
 returns the seconds between the start and the end of its training loop, so set-up
 (imports, data, Trainer construction) is not part of the comparison.
 """
@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lit_train.config.compose import compose_config
 from lit_train.data.loader import TensorLoader
-from lit_train.training.optim import param_groups
+from lit_train.training.optim import kernel_arguments, param_groups
 from lit_train.training.profiler import NoProfiler
 
 LR, WEIGHT_DECAY = 1e-3, 0.01
@@ -73,7 +73,8 @@ def batch_size(overrides: tuple[str, ...]) -> int:
 
 
 def _optimizer(net: torch.nn.Module, steps: int):
-    optimizer = torch.optim.AdamW(param_groups(net, WEIGHT_DECAY), lr=LR)
+    groups = param_groups(net, WEIGHT_DECAY)
+    optimizer = torch.optim.AdamW(groups, lr=LR, **kernel_arguments(torch.optim.AdamW, groups))
     return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
 

@@ -176,3 +176,8 @@ def test_subclasses_of_lightning_classes_touch_none_of_their_private_names():
         used = set(re.findall(r"self\.(_[a-zA-Z]\w*)", (ROOT / "src" / "lit_train" / path).read_text()))
         offenders += [f"{path}: {name}" for name in sorted(used & _lightning_private_names(base))]
     assert offenders == []
+
+
+def test_torchs_kernel_choice_resolves():
+    assert _compat.fused_or_foreach([torch.zeros(1)], False, use_fused=True) == (True, False)
+    assert _compat.fused_or_foreach([torch.zeros(1)], True, use_fused=True) == (False, False)

@@ -177,3 +177,26 @@ def test_quick_hooks_skip_module_checks_only_for_lightnings_hook_attribute(monke
     module.layer = "kept"
     assert checked == ["layer"]
     assert getattr(module, CURRENT_HOOK_ATTRIBUTE) == "training_step"
+
+
+def test_compile_compiles_the_network_once_in_place_and_keeps_its_state_dict_keys(monkeypatch):
+    module = Classifier(MLP(4, 3, hidden=[8]), num_classes=3, compile=True, compile_mode="max-autotune",
+                        compile_dynamic=False)
+    keys = list(module.state_dict())
+    calls = []
+    monkeypatch.setattr(module.net, "compile", lambda **options: calls.append(options))
+    module.configure_model()
+    module.configure_model()  # Lightning calls it once per stage
+    assert calls == [{"mode": "max-autotune", "dynamic": False}]
+    assert list(module.state_dict()) == keys
+
+
+def test_an_uncompiled_module_leaves_its_network_alone(monkeypatch):
+    module = Classifier(MLP(4, 3, hidden=[8]), num_classes=3)
+    monkeypatch.setattr(module.net, "compile", lambda **options: pytest.fail("compiled"))
+    module.configure_model()
+
+
+def test_an_unknown_compile_mode_is_refused():
+    with pytest.raises(ValueError, match=r"`compile_mode` must be one of \('default', .*\), got 'fast'"):
+        Regressor(MLP(4, 1, hidden=[]), compile=True, compile_mode="fast")

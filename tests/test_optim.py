@@ -7,7 +7,7 @@ from torch import nn
 
 from lit_train.modules import Classifier
 from lit_train.models import GPT, MLP
-from lit_train.training.optim import Optimization, attach_optimizers, param_groups
+from lit_train.training.optim import Optimization, attach_optimizers, kernel_arguments, param_groups
 from lit_train.training.schedules import warmup_cosine
 
 
@@ -130,3 +130,36 @@ def test_scaled_lr_is_printed_at_start_and_lands_in_the_summary(tmp_path):
     summary = read_summary(tmp_path / "run")
     assert summary["effective_batch_size"] == 128
     assert summary["lr"] == pytest.approx(1e-3 * 2**0.5)
+
+
+@pytest.mark.parametrize(
+    ("factory", "params", "expected"),
+    [
+        (functools.partial(torch.optim.AdamW, lr=0.1), [torch.zeros(2)], {"fused": True}),
+        (functools.partial(torch.optim.SGD, lr=0.1), [torch.zeros(2)], {"fused": True}),
+        # Integer tensors have no fused kernel, and the CPU no foreach kernel: the loop.
+        (functools.partial(torch.optim.AdamW, lr=0.1), [torch.zeros(2), torch.zeros(2, dtype=torch.long)], {}),
+        (functools.partial(torch.optim.RMSprop, lr=0.1), [torch.zeros(2)], {}),  # no fused kernel
+        (functools.partial(torch.optim.AdamW, lr=0.1, differentiable=True), [torch.zeros(2)], {}),
+        (functools.partial(torch.optim.AdamW, lr=0.1, fused=False), [torch.zeros(2)], {}),  # the config's choice stands
+        (functools.partial(torch.optim.AdamW, lr=0.1, foreach=True), [torch.zeros(2)], {}),
+    ],
+    ids=["adamw", "sgd", "integer-param", "no-fused-kernel", "differentiable", "fused-set", "foreach-set"],
+)
+def test_auto_kernel_is_fused_only_where_every_parameter_has_it(factory, params, expected):
+    assert kernel_arguments(factory, [{"params": params}]) == expected
+
+
+@pytest.mark.parametrize(("kernel", "fused"), [("auto", True), ("default", None)])
+def test_the_kernel_setting_reaches_the_optimizer(kernel, fused):
+    trainer = _fit(Optimization(functools.partial(torch.optim.AdamW, lr=0.01), kernel=kernel), max_epochs=1)
+    assert {group["fused"] for group in trainer.optimizers[0].param_groups} == {fused}
+
+
+def test_the_config_picks_the_kernel():
+    from support import compose_config
+
+    from lit_train.training.run import build_optimization
+
+    assert build_optimization(compose_config([])).kernel == "auto"
+    assert build_optimization(compose_config(["optimization.kernel=default"])).kernel == "default"

@@ -40,6 +40,12 @@ BAD = [
     (["resume=always"], "resume: must be one of 'auto', null, got 'always'"),
     (["ckpt_path=/nonexistent/model.ckpt"], "ckpt_path: no checkpoint file at '/nonexistent/model.ckpt'"),
     (["optimization.interval=hourly"], "optimization.interval: must be one of 'epoch', 'step', null, got 'hourly'"),
+    (["optimization.kernel=fused"], "optimization.kernel: must be one of 'auto', 'default', got 'fused'"),
+    (["+optimizer.fused=auto"], "optimizer.fused: must be true or false (or null), got 'auto'; set optimization.kernel=auto for the fastest kernel the parameters' devices have"),
+    (["+optimizer.kernel=auto"], "optimizer.kernel: lit_train's own setting, not an argument of torch.optim.AdamW: set optimization.kernel instead"),
+    (["model.compile=yes"], "model.compile: must be true or false, got 'yes'"),
+    (["model.compile_mode=fast"], "model.compile_mode: must be one of 'default', 'max-autotune', 'max-autotune-no-cudagraphs', 'reduce-overhead', got 'fast'"),
+    (["model.compile_dynamic=2"], "model.compile_dynamic: must be true or false, got 2"),
     (["+scheduler.interval=step"], "scheduler.interval: lit_train's own setting, not an argument of torch.optim.lr_scheduler.CosineAnnealingLR: set optimization.interval instead"),
     (["+optimizer.decay_norm_and_bias=true"], "optimizer.decay_norm_and_bias: lit_train's own setting, not an argument of torch.optim.AdamW: set optimization.decay_norm_and_bias instead"),
     (["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size: must be an integer >= 1, got 0"),
@@ -154,3 +160,10 @@ def test_resume_auto_and_an_explicit_checkpoint_conflict(tmp_path):
 def test_allowed_targets_admits_a_listed_config(tmp_path):
     prefixes = "[torch.,lightning.,lit_train.,lit_callbacks.,pytorch_optimizer.]"
     assert check_overrides([f"allowed_targets={prefixes}", f"hydra.run.dir={tmp_path}"]) == []
+
+
+def test_the_compile_modes_checked_are_the_ones_the_modules_take():
+    from lit_train.config.validate import GROUP_RULES
+    from lit_train.modules import TaskModule
+
+    assert GROUP_RULES["model"]["compile_mode"].choices == TaskModule.COMPILE_MODES

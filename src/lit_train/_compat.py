@@ -147,3 +147,16 @@ def save_last_checkpoint(callback: Any, trainer: Any, candidates: dict[str, Any]
 def validation_follows(trainer: Any) -> bool:
     """Whether the fit loop validates right after the training batch that just ended (Lightning's own decision)."""
     return trainer.fit_loop.epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)
+
+
+# --- torch --------------------------------------------------------------------------------------------------
+
+
+def fused_or_foreach(params: list[Any], differentiable: bool, use_fused: bool) -> tuple[bool, bool]:
+    """torch's own choice between an optimizer's fused and foreach kernels for ``params`` (``(fused, foreach)``).
+
+    Fused only with ``use_fused`` and every parameter a floating-point tensor on a device with fused kernels;
+    else foreach where every parameter's device has foreach kernels; neither for a differentiable optimizer.
+    """
+    choose = private("torch.optim.optimizer", "_default_to_fused_or_foreach")
+    return choose(params, differentiable, use_fused=use_fused)

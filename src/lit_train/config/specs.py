@@ -147,7 +147,7 @@ TRAINER_SET_BY_LIT_TRAIN = frozenset({"logger", "callbacks", "plugins", "default
 #: so that any Hydra app instantiates the groups as they are.
 OWN_SETTINGS = {
     **{key: f"optimization.{key}" for key in ("decay_norm_and_bias", "scale_lr", "base_batch_size", "interval",
-                                              "frequency")},
+                                              "frequency", "kernel")},
     "monitor": "monitor",  # a plateau scheduler steps on the run's monitor
 }
 #: Hydra's instantiation keys, never constructor arguments.

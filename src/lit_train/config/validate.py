@@ -57,6 +57,7 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
         "base_batch_size": _COUNT,
         "interval": OneOf(("epoch", "step"), nullable=True),
         "frequency": _COUNT,
+        "kernel": OneOf(("auto", "default")),
     },
     "data": {
         "batch_size": _COUNT,
@@ -69,6 +70,12 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
         "vocab_size": _COUNT,
         "block_size": _COUNT,
         "seed": _SEED,
+    },
+    # The built-in modules' compile switches (lit_train.modules.TaskModule).
+    "model": {
+        "compile": Flag(),
+        "compile_mode": OneOf(("default", "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead")),
+        "compile_dynamic": Flag(nullable=True),
     },
     "model.net": {
         "hidden": Union((ListOf(_COUNT), _COUNT)),
@@ -245,7 +252,13 @@ def _check_optimizer(optimizer: dict, problems: list[str]) -> None:
                         f"{optimizer.get('_partial_')!r}")
     if target in OPTIMIZERS:
         _check_arguments(optimizer, "optimizer", OPTIMIZERS[target].params, problems)
-        _check_rules(optimizer, OPTIMIZERS[target].params, "optimizer.", problems)
+        # PyTorch's kernel switches take no "auto": lit_train's own setting picks by device.
+        automatic = [key for key in ("fused", "foreach") if optimizer.get(key) == "auto"]
+        for key in automatic:
+            problems.append(f"optimizer.{key}: must be true or false (or null), got 'auto'; set "
+                            "optimization.kernel=auto for the fastest kernel the parameters' devices have")
+        checked = {key: value for key, value in optimizer.items() if key not in automatic}
+        _check_rules(checked, OPTIMIZERS[target].params, "optimizer.", problems)
     if optimizer.get("nesterov") is True and not optimizer.get("momentum"):
         problems.append("optimizer.nesterov: Nesterov needs optimizer.momentum > 0, got "
                         f"momentum={optimizer.get('momentum')!r}")
@@ -287,6 +300,8 @@ def _data_task(data: dict) -> str:
 def _check_model(cfg: dict, problems: list[str]) -> list[str] | None:
     """Checks model/data compatibility; returns the metrics the model logs, if lit_train knows the model."""
     model, data = cfg.get("model", {}), cfg.get("data", {})
+    if model.get("_target_") in MODULES:
+        _check_rules(model, GROUP_RULES["model"], "model.", problems)
     net = model.get("net")
     if isinstance(net, dict):
         _check_rules(net, GROUP_RULES["model.net"], "model.net.", problems)

@@ -17,12 +17,14 @@ class Classifier(TaskModule):
         net: Maps a batch of inputs to ``(batch, num_classes)`` logits.
         num_classes: Number of classes.
         label_smoothing: Cross-entropy label smoothing in [0, 1).
+        compile, compile_mode, compile_dynamic: Compile ``net``, as :class:`TaskModule` says.
     """
 
     METRICS = ("acc",)
 
-    def __init__(self, net: nn.Module, num_classes: int, label_smoothing: float = 0.0) -> None:
-        super().__init__(net)
+    def __init__(self, net: nn.Module, num_classes: int, label_smoothing: float = 0.0, compile: bool = False,
+                 compile_mode: str = "default", compile_dynamic: bool | None = None) -> None:
+        super().__init__(net, compile, compile_mode, compile_dynamic)
         self.num_classes = num_classes
         self.label_smoothing = label_smoothing
 

@@ -29,18 +29,36 @@ class TaskModule(QuickHooks, L.LightningModule):
     log, so the training step never waits on the host for a metric. The training
     epoch's sums are checkpointed: a run resumed mid-epoch logs the same epoch means.
 
+    With ``compile``, :meth:`configure_model` compiles ``net`` in place
+    (``nn.Module.compile``): the loss, metrics and logging stay eager, and the
+    state dict keeps its keys, so checkpoints load into a compiled module and an
+    uncompiled one alike.
+
     Args:
-        net: The network (any ``nn.Module``).
+        net: The network (any ``nn.Module``). ``nn.Module.compile`` traces a network
+            class of your own (all built-in ones); a bare ``torch.nn`` container as the
+            whole network runs uncompiled, so wrap it in a class.
+        compile: Compile ``net`` with ``torch.compile`` before the first step.
+        compile_mode: ``torch.compile``'s ``mode``: one of :attr:`COMPILE_MODES`.
+        compile_dynamic: ``torch.compile``'s ``dynamic``: ``None`` compiles for the
+            shapes seen and generalizes a shape once it changes.
     """
 
     #: Metric names every subclass logs per stage, besides ``loss``; read by config validation.
     METRICS: tuple[str, ...] = ()
     #: Those of :attr:`METRICS` that :meth:`derived_metrics` computes from the epoch means instead.
     DERIVED: tuple[str, ...] = ()
+    #: The values ``torch.compile`` takes for ``mode``.
+    COMPILE_MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead")
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, compile: bool = False, compile_mode: str = "default",
+                 compile_dynamic: bool | None = None) -> None:
         super().__init__()
+        if compile_mode not in self.COMPILE_MODES:
+            raise ValueError(f"`compile_mode` must be one of {self.COMPILE_MODES}, got {compile_mode!r}")
         self.net = net
+        self.compile_options = {"mode": compile_mode, "dynamic": compile_dynamic} if compile else None
+        self._net_compiled = False
         self._averaged = tuple(name for name in self.METRICS if name not in self.DERIVED)
         names = ("loss", *self._averaged)
         self._epoch = {stage: RunningMeans(names) for stage in STAGES}
@@ -49,6 +67,13 @@ class TaskModule(QuickHooks, L.LightningModule):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+    def configure_model(self) -> None:
+        # Here rather than in __init__: pickling (ddp_spawn) drops a module's compiled call, and Lightning
+        # calls this hook in every process, once per stage; compiling once keeps the traced graphs.
+        if self.compile_options is not None and not self._net_compiled:
+            self.net.compile(**self.compile_options)
+            self._net_compiled = True
 
     def step(self, batch: Any) -> tuple[Tensor, dict[str, Tensor]]:
         """Returns the batch's mean loss and the batch mean of each (non-derived) name in :attr:`METRICS`."""

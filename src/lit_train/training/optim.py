@@ -6,6 +6,7 @@ The config layer turns the ``optimizer`` and ``scheduler`` groups into an
 """
 
 import functools
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import nn
 from torch.optim import Optimizer
+
+from lit_train._compat import fused_or_foreach
 
 _NORM_LAYERS = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LazyBatchNorm1d, nn.LazyBatchNorm2d, nn.LazyBatchNorm3d,
@@ -50,6 +53,38 @@ def param_groups(module: nn.Module, weight_decay: float, decay_norm_and_bias: bo
     return [group for group in groups if group["params"]]
 
 
+#: The values of :attr:`Optimization.kernel`.
+KERNELS = ("auto", "default")
+
+
+def kernel_arguments(factory: Callable[..., Optimizer], groups: list[dict[str, Any]]) -> dict[str, bool]:
+    """The ``fused`` or ``foreach`` argument that runs ``factory``'s optimizer fastest over ``groups``' parameters.
+
+    ``{"fused": True}`` when the optimizer takes ``fused`` and every parameter is a floating-point
+    tensor on a device with fused kernels; else ``{"foreach": True}`` when it takes ``foreach`` and
+    every parameter's device has foreach kernels; else nothing. Nothing either when ``factory``
+    already sets one of them: the config's explicit choice stands.
+
+    Example::
+
+        >>> import torch
+        >>> kernel_arguments(functools.partial(torch.optim.AdamW, lr=0.1), [{"params": [torch.zeros(2)]}])
+        {'fused': True}
+    """
+    keywords = getattr(factory, "keywords", {})
+    if keywords.get("fused") is not None or keywords.get("foreach") is not None:
+        return {}
+    try:
+        accepted = inspect.signature(getattr(factory, "func", factory)).parameters
+    except (TypeError, ValueError):  # a callable without a readable signature: leave its kernels alone
+        return {}
+    params = [param for group in groups for param in group["params"]]
+    fused, foreach = fused_or_foreach(params, bool(keywords.get("differentiable")), use_fused="fused" in accepted)
+    if fused:
+        return {"fused": True}
+    return {"foreach": True} if foreach and "foreach" in accepted else {}
+
+
 @dataclass(frozen=True)
 class Optimization:
     """How to build a module's optimizer and LR scheduler.
@@ -66,6 +101,8 @@ class Optimization:
             (``batch_size`` x devices x nodes x accumulation) relative to ``base_batch_size``.
         base_batch_size: The batch size the configured LR is meant for.
         batch_size: The per-device batch size.
+        kernel: ``auto``: the fused or foreach kernel where the parameters' devices have it
+            (:func:`kernel_arguments`); ``default``: PyTorch's own choice.
     """
 
     optimizer: Callable[..., Optimizer]
@@ -78,6 +115,7 @@ class Optimization:
     scale_lr: str = "none"
     base_batch_size: int | None = None
     batch_size: int | None = None
+    kernel: str = "default"
 
     def lr_factor(self, trainer: "L.Trainer") -> float:
         """What the configured LRs are multiplied by, for the run's effective batch size."""
@@ -98,7 +136,8 @@ class Optimization:
         factory = self.optimizer
         if lr_factor != 1.0:
             factory = functools.partial(self.optimizer, lr=keywords["lr"] * lr_factor)
-        optimizer = factory(param_groups(module, keywords.get("weight_decay", 0.0), self.decay_norm_and_bias))
+        groups = param_groups(module, keywords.get("weight_decay", 0.0), self.decay_norm_and_bias)
+        optimizer = factory(groups, **(kernel_arguments(factory, groups) if self.kernel == "auto" else {}))
         if self.scheduler is None:
             return optimizer, None
         scheduler_keywords = getattr(self.scheduler, "keywords", {})

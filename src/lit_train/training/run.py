@@ -53,6 +53,7 @@ def build_optimization(cfg: DictConfig) -> Optimization:
         scale_lr=settings.scale_lr,
         base_batch_size=settings.base_batch_size,
         batch_size=cfg.data.get("batch_size"),
+        kernel=settings.kernel,
     )
 
 
