@@ -63,13 +63,20 @@ def _summary(best, steps, status="completed", reason="max_epochs", wall=1.5):
             "wall_time_s": wall, "stopped_reason": reason}
 
 
+def _finding(severity, check):
+    return {"check": check, "severity": severity, "step": 10, "message": "...", "fix": "..."}
+
+
 @pytest.fixture
 def sweep(tmp_path):
     common = ["experiment=demo"]
-    _job(tmp_path, "0", [*common, "optimizer.lr=0.001", "+trial.number=0"], _summary(0.3, 40), [0.9, 0.5, 0.3, 0.35])
+    record = [_finding("info", "loss_not_decreasing"), _finding("warning", "oscillation"),
+               _finding("error", "divergence")]
+    _job(tmp_path, "0", [*common, "optimizer.lr=0.001", "+trial.number=0"], {**_summary(0.3, 40), "health": record},
+         [0.9, 0.5, 0.3, 0.35])
     _job(tmp_path, "1", [*common, "optimizer.lr=0.5", "+trial.number=1"],
          _summary(0.6, 20, "pruned", "pruned"), [0.8, 0.6])
-    _job(tmp_path, "2", [*common, "optimizer.lr=0.0123456789", "+trial.number=2"], _summary(0.1, 40),
+    _job(tmp_path, "2", [*common, "optimizer.lr=0.0123456789", "+trial.number=2"], {**_summary(0.1, 40), "health": []},
          [0.7, 0.2, 0.1, 0.1])
     _job(tmp_path, "10", [*common, "optimizer.lr=9.0", "+trial.number=10"], None, [])  # died before a summary
     return tmp_path
@@ -92,11 +99,14 @@ def test_leaderboard_has_every_run_best_first(sweep):
     ]
     assert rows[0]["overrides"] == "experiment=demo optimizer.lr=0.0123456789"  # the sweeper's trial keys are hidden
     assert (rows[0]["wall_time_s"], rows[2]["stopped_reason"]) == ("1.5", "pruned")
+    # The worst problem of each run's health record and how many more (info is no problem); none without a record.
+    assert [r["health"] for r in rows] == ["ok", "divergence +1", "", ""]
     markdown = (sweep / MARKDOWN_FILE).read_text().splitlines()
     assert markdown[2] == "Every run: `experiment=demo`"
     assert markdown[4] == ("| # | run | overrides | best val/loss (min) | at step | steps | wall time (s) | status "
-                           "| stopped |")
-    assert markdown[6] == "| 1 | 2 | `optimizer.lr=0.0123456789` | 0.1 | 29 | 40 | 1.5 | completed | max_epochs |"
+                           "| stopped | health |")
+    assert markdown[6] == ("| 1 | 2 | `optimizer.lr=0.0123456789` | 0.1 | 29 | 40 | 1.5 | completed | max_epochs "
+                           "| ok |")
     assert len(markdown) == 10
     assert (sweep / PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -9,10 +9,15 @@ is one run. The report reads each run's ``.hydra`` files, ``summary.json`` and
   that differ between runs (those all runs share are in the title). Short runs,
   which log fewer than two per-step training losses, show the per-epoch
   training loss instead; each run has its own hollow marker shape, on every
-  point of a short series, so that runs with identical curves all show;
+  point of a short series, so that runs with identical curves all show (drawn
+  by :mod:`lit_train.training.curve_plot`, which draws each run's own
+  ``report.png`` too);
 - ``leaderboard.md`` and ``leaderboard.csv``: one row per run (overrides, best
   value of the monitored metric, the step it was reached at, steps run, wall
-  time, status, why it stopped), best first by the runs' ``monitor``/``mode``.
+  time, status, why it stopped, health), best first by the runs' ``monitor``/``mode``.
+  The health column names the worst finding of the run's health record
+  (``summary.json``'s ``health``) and how many more it has: ``overfitting``,
+  ``divergence +1``; ``ok`` when it has none.
 
 Every lit_train multirun writes this report when it ends (``hydra.callbacks.report``
 in the root config), whichever sweeper ran it.
@@ -30,6 +35,9 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from lit_train.training.curve_plot import Drawn, draw
+from lit_train.training.curves import Curves, read_curves
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -38,15 +46,10 @@ MARKDOWN_FILE = "leaderboard.md"
 CSV_FILE = "leaderboard.csv"
 #: Overrides the sweeper adds to each job for pruning: not part of what a run tried.
 HIDDEN_PREFIXES = ("+trial.", "++trial.", "trial.")
-#: Training-loss columns of metrics.csv, in order of preference (per step first).
-TRAIN_KEYS = ("train/loss_step", "train/loss", "train/loss_epoch")
-#: Per-step training-loss points a run needs for its per-step curve; when most runs have fewer, the panel is per epoch.
-MIN_STEP_POINTS = 2
-#: A series with at most this many points has a marker on every point; a longer one on about ten of them.
-FEW_POINTS = 20
-#: One marker shape per run (drawn hollow): a curve drawn over an identical one still shows.
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
-COLUMNS = ("rank", "run", "overrides", "best", "best_step", "steps", "wall_time_s", "status", "stopped_reason")
+COLUMNS = ("rank", "run", "overrides", "best", "best_step", "steps", "wall_time_s", "status", "stopped_reason",
+           "health")
+#: Severities of a health finding, worst first; ``info`` leaves a run healthy.
+PROBLEMS = ("error", "warning")
 
 
 @dataclass
@@ -58,9 +61,12 @@ class Run:
     overrides: list[str]
     summary: dict[str, Any] | None
     config: dict[str, Any]
-    curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-    #: Optimizer steps per epoch (from the last step logged in epoch 0), ``None`` if unknown.
-    steps_per_epoch: int | None = None
+    logged: Curves = field(default_factory=Curves)
+
+    @property
+    def curves(self) -> dict[str, list[tuple[int, float]]]:
+        """Every metric of its ``metrics.csv``, by key."""
+        return self.logged.series
 
     @property
     def status(self) -> str:
@@ -86,30 +92,6 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _read_curves(path: Path) -> tuple[dict[str, list[tuple[int, float]]], int | None]:
-    """Every metric of a CSVLogger's ``metrics.csv`` as (step, value) points, and the steps per epoch."""
-    curves: dict[str, list[tuple[int, float]]] = {}
-    first_epoch_end = None
-    if not path.is_file():
-        return curves, None
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            try:
-                step = int(float(row.get("step") or ""))
-            except ValueError:
-                continue
-            if row.get("epoch") in ("0", "0.0"):
-                first_epoch_end = max(step, first_epoch_end or 0)
-            for key, text in row.items():
-                if key in ("step", "epoch") or not text:
-                    continue
-                try:
-                    curves.setdefault(key, []).append((step, float(text)))
-                except ValueError:
-                    continue
-    return curves, None if first_epoch_end is None else first_epoch_end + 1
-
-
 def _job_sort_key(path: Path) -> tuple:
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts)
 
@@ -125,15 +107,13 @@ def find_runs(sweep_dir: Path | str) -> list[Run]:
         overrides = [str(o) for o in OmegaConf.to_container(OmegaConf.load(overrides_file))]
         summary_file = job_dir / "summary.json"
         config_file = job_dir / ".hydra" / "config.yaml"
-        curves, steps_per_epoch = _read_curves(job_dir / "metrics.csv")
         runs.append(Run(
             name=str(job_dir.relative_to(sweep_dir)),
             path=job_dir,
             overrides=[o for o in overrides if not o.startswith(HIDDEN_PREFIXES)],
             summary=json.loads(summary_file.read_text()) if summary_file.is_file() else None,
             config=OmegaConf.to_container(OmegaConf.load(config_file)) if config_file.is_file() else {},
-            curves=curves,
-            steps_per_epoch=steps_per_epoch,
+            logged=read_curves(job_dir / "metrics.csv"),
         ))
     return sorted(runs, key=lambda run: _job_sort_key(Path(run.name)))
 
@@ -160,10 +140,22 @@ def leaderboard(runs: list[Run], monitor: str, mode: str) -> list[dict[str, Any]
             "wall_time_s": (run.summary or {}).get("wall_time_s"),
             "status": run.status,
             "stopped_reason": (run.summary or {}).get("stopped_reason"),
+            "health": _health(run.summary),
         })
     sign = 1 if mode == "min" else -1
     ordered = sorted(rows, key=lambda row: (row["best"] is None, sign * row["best"] if row["best"] is not None else 0))
     return [{"rank": i + 1, **row} for i, row in enumerate(ordered)]
+
+
+def _health(summary: dict[str, Any] | None) -> str | None:
+    """The worst check of the run's health record and how many more problems it has; ``None`` without a record."""
+    record = (summary or {}).get("health")
+    if not isinstance(record, list):
+        return None
+    problems = sorted((f for f in record if f.get("severity") in PROBLEMS), key=lambda f: PROBLEMS.index(f["severity"]))
+    if not problems:
+        return "ok"
+    return problems[0]["check"] + (f" +{len(problems) - 1}" if len(problems) > 1 else "")
 
 
 def _shared_overrides(runs: list[Run]) -> list[str]:
@@ -217,7 +209,7 @@ def write_leaderboard(rows: list[dict[str, Any]], sweep_dir: Path, monitor: str,
         writer.writeheader()
         writer.writerows({key: ("" if row[key] is None else row[key]) for key in COLUMNS} for row in rows)
     header = ["#", "run", "overrides", f"best {monitor} ({mode})", "at step", "steps", "wall time (s)", "status",
-              "stopped"]
+              "stopped", "health"]
     lines = [f"# Leaderboard: {sweep_dir.name}", ""]
     if shared:
         lines += [f"Every run: `{' '.join(shared)}`", ""]
@@ -229,97 +221,22 @@ def write_leaderboard(rows: list[dict[str, Any]], sweep_dir: Path, monitor: str,
     (sweep_dir / MARKDOWN_FILE).write_text("\n".join(lines) + "\n")
 
 
-def _train_key(runs: list[Run], keys: set[str]) -> str | None:
-    """The training-loss column to draw: per step, or per epoch when most runs logged too few steps to draw."""
-    step_key = TRAIN_KEYS[0]
-    epoch_key = next((key for key in TRAIN_KEYS[1:] if key in keys), None)
-    if step_key not in keys or epoch_key is None:
-        return step_key if step_key in keys else epoch_key
-    logged = [run for run in runs if run.curves]
-    short = [run for run in logged if sum(math.isfinite(v) for _, v in run.curves.get(step_key, [])) < MIN_STEP_POINTS]
-    return epoch_key if 2 * len(short) >= len(logged) else step_key
-
-
-def _panels(runs: list[Run], monitor: str) -> list[tuple[str, str]]:
-    keys = {key for run in runs for key in run.curves}
-    panels = []
-    train = _train_key(runs, keys)
-    if train:
-        panels.append((train, "training loss" + ("" if train == TRAIN_KEYS[0] else " (epoch mean)")))
-    for key in dict.fromkeys(("val/loss", monitor)):
-        if key in keys:
-            panels.append((key, f"validation: {key}"))
-    return panels
-
-
-def _markevery(points: int, rank: int) -> int | tuple[int, int]:
-    """Every point of a short series; about ten of a long one, shifted per run so that identical curves differ."""
-    if points <= FEW_POINTS:
-        return 1
-    every = max(1, points // 10)
-    return rank % every, every
-
-
-#: Runs drawn in colour (best first); the others are thin grey lines.
-COLOURED = 10
-
-
 def plot(runs: list[Run], rows: list[dict[str, Any]], path: Path, monitor: str, title: str) -> "Figure | None":
-    """Draws every run's curves into ``path`` and returns the figure; ``None`` if no run logged anything to draw.
+    """Draws every run's curves into ``path``, in leaderboard order (``rows``); ``None`` if no run logged anything.
 
-    The x axis is the optimizer step, or the epoch (with whole-number ticks) when
-    runs differ in steps per epoch (a batch-size sweep), so that curves stay
-    comparable, or when the training panel shows the per-epoch loss.
+    See :func:`lit_train.training.curve_plot.draw`: each run's legend entry names the overrides
+    it does not share with the others, its best value and, unless completed, its status.
     """
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import MaxNLocator
-
-    panels = _panels(runs, monitor)
-    if not panels:
-        return None
     by_name = {run.name: run for run in runs}
-    ordered = [by_name[row["run"]] for row in rows]  # legend in leaderboard order
     shared, short_keys = _shared_overrides(runs), _short_keys(runs)
-    logged = [run for run in runs if run.curves]
-    per_epoch_loss = panels[0][0] in TRAIN_KEYS[1:] and all(run.steps_per_epoch for run in logged)
-    by_epoch = len({run.steps_per_epoch for run in logged}) > 1 or per_epoch_loss
-    columns = 1 if len(ordered) <= 10 else 2
-    fig = Figure(figsize=(max(12, 5.5 * len(panels)), 4.4 + 0.2 * math.ceil(len(ordered) / columns)),
-                 layout="constrained")
-    axes = fig.subplots(1, len(panels), sharex=True, squeeze=False)[0]
-    handles = []
-    for rank, run in enumerate(ordered):
-        style = {"pruned": "--", "failed": ":"}.get(run.status, "-")
-        coloured = rank < COLOURED
-        color, width, alpha = (f"C{rank % 10}", 2.6 if rank == 0 else 1.3, 0.95) if coloured else ("0.6", 0.8, 0.6)
-        marker = {"marker": MARKERS[rank % len(MARKERS)], "markersize": 6 if coloured else 4,
-                  "markerfacecolor": "none", "markeredgecolor": color}
-        scale = run.steps_per_epoch if by_epoch and run.steps_per_epoch else None
-        for ax, (key, _) in zip(axes, panels):
-            points = [((s + 1) / scale if scale else s, v) for s, v in run.curves.get(key, []) if math.isfinite(v)]
-            if points:
-                ax.plot(*zip(*points), style, color=color, linewidth=width, alpha=alpha, **marker,
-                        markevery=_markevery(len(points), rank))
-        best = rows[rank]["best"]
-        label = _label(run, shared, short_keys) + ("" if best is None else f"  [{best:.4g}]")
+    drawn = []
+    for row in rows:
+        run = by_name[row["run"]]
+        label = _label(run, shared, short_keys) + ("" if row["best"] is None else f"  [{row['best']:.4g}]")
         label += "" if run.status == "completed" else f" {run.status}"
-        handles.append(Line2D([], [], linestyle=style, color=color, linewidth=width, label=label, **marker))
-    for ax, (key, name) in zip(axes, panels):
-        ax.set_title(name)
-        ax.set_xlabel("epoch" if by_epoch else "step")
-        if by_epoch:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(key)
-        ax.grid(True, alpha=0.3)
-        values = [v for run in runs for _, v in run.curves.get(key, []) if math.isfinite(v)]
-        if "loss" in key and values and min(values) > 0 and max(values) / min(values) > 20:
-            ax.set_yscale("log")
-    fig.suptitle(title, fontsize=11)
-    fig.legend(handles=handles, loc="outside lower center", ncol=columns, fontsize=8, frameon=False,
-               title=f"run, overrides  [best {monitor}]  (dashed: pruned, dotted: failed)", title_fontsize=8)
-    fig.savefig(path, dpi=110)
-    return fig
+        drawn.append(Drawn(label, run.logged, run.status))
+    return draw(drawn, path, monitor, title,
+                legend_title=f"run, overrides  [best {monitor}]  (dashed: pruned, dotted: failed)")
 
 
 def write_report(sweep_dir: Path | str) -> list[Path]:
