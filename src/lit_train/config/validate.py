@@ -141,6 +141,20 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
         "overfit_loss_ratio": Number(0, 1, low_open=True),
         "lr_low_factor": Number(1, low_open=True),
     },
+    # The health record's thresholds (lit_train.training.health.HealthSettings).
+    "health": {
+        "report": Flag(),
+        "judge_after": Number(0, 1, low_open=True, high_open=True),
+        "not_decreasing_tolerance": Number(0, 1, low_open=True, high_open=True),
+        "divergence_factor": Number(1, low_open=True),
+        "overfitting_rise": _POSITIVE,
+        "overfitting_patience": _COUNT,
+        "oscillation_rise_share": Number(0, 1, low_open=True, high_open=True),
+        "oscillation_jump": _POSITIVE,
+        "exploding_norm": _POSITIVE,
+        "vanishing_norm": _NON_NEGATIVE,
+        "gradient_patience": _COUNT,
+    },
 }
 _CHECKPOINT_RULES = {
     "save_top_k": Number(-1, integer=True),
@@ -521,7 +535,7 @@ def validate(cfg: DictConfig, command_line: Sequence[str] | None = None) -> list
         if not isinstance(plain[group], dict) and plain[group] is not _BAD:
             problems.append(f"{group}: must be a config mapping, got {plain[group]!r}")
             return problems
-    for group in ("data", "optimization", "trainer", "doctor"):
+    for group in ("data", "optimization", "trainer", "doctor", "health"):
         if group in plain:
             _check_rules(plain[group], GROUP_RULES[group], f"{group}.", problems)
     if "trainer" in plain:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.core.saving import save_hparams_to_yaml
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import Tensor
@@ -307,3 +307,11 @@ class SingleFileTensorBoardLogger(TensorBoardLogger):
         state = super().__getstate__()
         state.pop("_writer_closer", None)
         return state
+
+
+def metrics_file(loggers: list[Logger]) -> Path | None:
+    """The ``metrics.csv`` of the first CSV logger (lit_train's or Lightning's) among ``loggers``, else ``None``."""
+    for logger in loggers:
+        if isinstance(logger, (ResumableCSVLogger, CSVLogger)):
+            return Path(logger.log_dir) / ResumableCSVLogger.NAME_METRICS_FILE
+    return None

@@ -6,7 +6,7 @@ builds (networks, LightningModules, data modules, callbacks) is plain Python.
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as L
 from hydra.core.hydra_config import HydraConfig
@@ -33,6 +33,10 @@ from lit_train.training.resume import RngState, find_resume_checkpoint
 from lit_train.config.specs import MODULES, SCHEDULERS
 from lit_train.training.summary import format_summary, monitored_value, to_number, write_json_atomic
 from lit_train.training.tune import find_lr, show_schedule, use_lr_command
+
+if TYPE_CHECKING:
+    from lit_train.training.curves import Curves
+    from lit_train.training.doctor.findings import TrainingFinding
 
 LAST_CHECKPOINT = "last.ckpt"
 
@@ -342,6 +346,19 @@ def _has_test_stage(cfg: DictConfig, module: L.LightningModule) -> bool:
     return False
 
 
+def _health(cfg: DictConfig, trainer: L.Trainer, summary: dict[str, Any],
+            own_optimizer: bool) -> "tuple[Curves, list[TrainingFinding]] | None":
+    """A training run's health record (:mod:`lit_train.training.health`), also as ``summary["health"]``;
+    ``None`` for the actions that only look and for a run that only tests."""
+    if cfg.action != "train" or not cfg.train:
+        return None
+    from lit_train.training.health import record_health
+
+    curves, findings = record_health(cfg, trainer.loggers, summary, own_optimizer)
+    summary["health"] = [finding.to_dict() for finding in findings]
+    return curves, findings
+
+
 def _checkpoint_folders(cfg: DictConfig) -> list[Path]:
     """Where this run's checkpoints go: ``run_dir/checkpoints`` and any checkpoint callback's ``dirpath``."""
     folders = [Path(cfg.run_dir) / "checkpoints"]
@@ -357,7 +374,8 @@ def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None, signals: S
     datamodule = construct(cfg.data, "data")
     module = construct(cfg.model, "model")
     optimization = build_optimization(cfg)
-    if not attach_optimizers(module, optimization):
+    own_optimizer = not attach_optimizers(module, optimization)
+    if own_optimizer:
         _check_groups_unused(module, _task_overrides())
     test = cfg.action == "train" and _has_test_stage(cfg, module)
     start = _checkpoint_to_load(cfg, module)
@@ -401,8 +419,15 @@ def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None, signals: S
         # A failed run with no checkpoint is taken back (see run()): no summary of it either.
         worth_keeping = status in ("completed", "pruned") or footprint is None or footprint.wrote_checkpoint()
         if trainer.is_global_zero and worth_keeping:
+            record = _health(cfg, trainer, summary, own_optimizer)
             write_json_atomic(run_dir / "summary.json", summary)
             print(format_summary(summary))
+            if record is not None and cfg.health.report:
+                # After the summary is out: the picture adds to the run's wall time, not to its summary's.
+                from lit_train.training.run_report import write_run_report
+
+                curves, findings = record
+                write_run_report(run_dir, curves, summary, findings, " ".join(_task_overrides()) or "(defaults)")
     if status == "diverged":
         raise Diverged(summary["stopped_reason"], monitored_value(summary))
     return monitored_value(summary)

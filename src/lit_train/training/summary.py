@@ -64,8 +64,20 @@ def _format_number(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.4g}"
 
 
+def _health_lines(record: list[dict[str, Any]]) -> list[str]:
+    """The health block: a count by severity, then each finding with its step and the fix to try."""
+    counts = ", ".join(f"{n} {severity}(s)" for severity in ("error", "warning", "info")
+                       if (n := sum(f["severity"] == severity for f in record)))
+    lines = [f"  health: {counts}"]
+    for finding in record:
+        at = "" if finding["step"] is None else f" at step {finding['step']}"
+        lines += [f"    {finding['severity']} {finding['check']}{at}: {finding['message']}",
+                  f"      try: {finding['fix']}"]
+    return lines
+
+
 def format_summary(summary: dict[str, Any]) -> str:
-    """The few lines printed at the end of a run."""
+    """The few lines printed at the end of a run; a training run's health findings, if any, in a block of their own."""
     reason = summary["stopped_reason"]
     if reason in LOOK_ONLY_ACTIONS:
         lines = [f"lit_train: {reason} {summary['status']} in {summary['wall_time_s']:.1f} s"]
@@ -82,5 +94,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  skipped {summary['skipped_steps']} optimizer step(s) with a non-finite gradient")
     if summary["test_metrics"]:
         lines.append(f"  test: {_format_metrics(summary['test_metrics'], 'test/')}")
+    if summary.get("health"):
+        lines += _health_lines(summary["health"])
     lines.append(f"  run dir: {summary['run_dir']}")
     return "\n".join(lines)

@@ -1,7 +1,9 @@
 """What the doctor found: findings, skipped checks, and ``doctor.json``.
 
 The names in :data:`CHECKS` and :data:`SEVERITIES` are part of the interface:
-``doctor.json`` and the printed report use them as they are.
+``doctor.json``, the printed report and every run's health record
+(:mod:`lit_train.training.health`, whose findings are :class:`TrainingFinding`)
+use them as they are.
 """
 
 import json
@@ -20,6 +22,8 @@ CHECKS = (
     "no_gradient", "vanishing_gradient", "exploding_gradient", "nonfinite_gradient",
     # optimization
     "cannot_overfit", "lr_too_high", "lr_too_low",
+    # the curves of a training run (its health record)
+    "loss_not_decreasing", "divergence", "overfitting", "oscillation",
 )
 #: ``error``: training cannot work as set up; ``warning``: it will likely train badly; ``info``: worth knowing.
 SEVERITIES = ("error", "warning", "info")
@@ -55,6 +59,22 @@ class Finding:
             raise ValueError(f"`check` must be one of {CHECKS}, got {self.check!r}")
         if self.severity not in SEVERITIES:
             raise ValueError(f"`severity` must be one of {SEVERITIES}, got {self.severity!r}")
+
+
+@dataclass(frozen=True)
+class TrainingFinding(Finding):
+    """A finding of a training run's health record: what a check saw in the logged curves, and from which step.
+
+    Args:
+        step: The optimizer step the problem showed at; ``None`` if the curves cannot tell.
+    """
+
+    step: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Its entry in ``summary.json``'s ``health`` list."""
+        return _plain({"check": self.check, "severity": self.severity, "step": self.step, "message": self.message,
+                       "fix": self.fix, "evidence": self.evidence})
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,19 @@ from torch import nn
 
 from lit_train.training.doctor.findings import Finding
 
+#: What to try against each gradient problem, wherever it is found (here at init, or in a run's health record);
+#: ``{lr}`` is the override of the learning rate to try.
+NO_GRADIENT_FIX = ("make sure the loss depends on them: no .detach(), .item() or torch.no_grad() between them and the "
+                   "loss, no layer left out of forward (set requires_grad=False on parts meant to stay frozen); an "
+                   "exactly zero gradient also comes from dead ReLUs or zero-initialized weights")
+NONFINITE_FIX = ("find where the backward pass breaks (debug=anomaly); a finite loss with non-finite gradients comes "
+                 "from sqrt/log/pow at 0 or a division by a tiny value; clip with trainer.gradient_clip_val=1.0 or "
+                 "lower the learning rate ({lr})")
+EXPLODING_FIX = ("clip gradients with trainer.gradient_clip_val=1.0, lower the learning rate ({lr}), standardize the "
+                 "inputs, or use model.net.init=he (relu) / xavier (tanh, sigmoid)")
+VANISHING_FIX = ("use model.net.activation=relu (or gelu) instead of sigmoid/tanh in deep stacks, model.net.init=he, "
+                 "normalization layers or residual connections; standardize the inputs")
+
 
 def layer_of(parameter_name: str) -> str:
     return parameter_name.rpartition(".")[0] or parameter_name
@@ -41,9 +54,7 @@ def no_gradient(module: nn.Module) -> list[Finding]:
     parts = [f"{len(missing)} get no gradient" if missing else "", f"{len(zero)} get an exactly zero one" if zero else ""]
     return [Finding("no_gradient", "error" if everything else "warning",
                     f"of {len(trainable)} trainable parameters, {' and '.join(p for p in parts if p)}: {shown}",
-                    "make sure the loss depends on them: no .detach(), .item() or torch.no_grad() between them and "
-                    "the loss, no layer left out of forward (set requires_grad=False on parts meant to stay frozen); "
-                    "an exactly zero gradient also comes from dead ReLUs or zero-initialized weights",
+                    NO_GRADIENT_FIX,
                     {"missing": missing, "zero": zero, "trainable": len(trainable)})]
 
 
@@ -54,9 +65,7 @@ def nonfinite_gradient(module: nn.Module) -> list[Finding]:
         return []
     return [Finding("nonfinite_gradient", "error",
                     f"NaN/Inf gradients in {len(bad)} parameters, first {bad[0]}",
-                    "find where the backward pass breaks (debug=anomaly); a finite loss with non-finite gradients "
-                    "comes from sqrt/log/pow at 0 or a division by a tiny value; clip with "
-                    "trainer.gradient_clip_val=1.0",
+                    NONFINITE_FIX.format(lr="optimizer.lr"),
                     {"parameters": bad})]
 
 
@@ -68,8 +77,7 @@ def exploding_gradient(norms: dict[str, float], limit: float) -> list[Finding]:
     described = ", ".join(f"{layer} {norm:.3g}" for layer, norm in big.items())
     return [Finding("exploding_gradient", "warning",
                     f"gradient norms above {limit:g} at init: {described}",
-                    "clip gradients with trainer.gradient_clip_val=1.0, lower optimizer.lr, standardize the inputs, "
-                    "or use model.net.init=he (relu) / xavier (tanh, sigmoid)",
+                    EXPLODING_FIX.format(lr="optimizer.lr"),
                     {"norms": big, "limit": limit})]
 
 
@@ -86,6 +94,5 @@ def vanishing_gradient(norms: dict[str, float], ratio: float) -> list[Finding]:
     described = ", ".join(f"{layer} {norm:.3g}" for layer, norm in small.items())
     return [Finding("vanishing_gradient", "warning",
                     f"gradient norms more than {ratio:g}x below the largest ({top} {largest:.3g}): {described}",
-                    "use model.net.activation=relu (or gelu) instead of sigmoid/tanh in deep stacks, model.net.init=he, "
-                    "normalization layers or residual connections; standardize the inputs",
+                    VANISHING_FIX,
                     {"norms": small, "largest": {top: largest}, "ratio": ratio})]
