@@ -26,13 +26,14 @@ def test_tied_weights_appear_once():
     assert len(params) == len({id(p) for p in params}) == len(list(gpt.parameters()))
 
 
-def _fit(optimization: Optimization, max_epochs: int = 2, batches: int = 3) -> L.Trainer:
+def _fit(optimization: Optimization, max_epochs: int = 2, batches: int = 3, **trainer_settings) -> L.Trainer:
     module = Classifier(MLP(4, 2, hidden=[]), num_classes=2)
     attach_optimizers(module, optimization)
     x, y = torch.randn(24, 4), torch.randint(0, 2, (24,))
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
     trainer = L.Trainer(max_epochs=max_epochs, limit_train_batches=batches, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        **trainer_settings)
     trainer.fit(module, loader, loader)
     return trainer
 
@@ -163,3 +164,10 @@ def test_the_config_picks_the_kernel():
 
     assert build_optimization(compose_config([])).kernel == "auto"
     assert build_optimization(compose_config(["optimization.kernel=default"])).kernel == "default"
+
+
+def test_auto_kernel_is_not_fused_where_lightning_clips_mixed_precision_gradients():
+    # Lightning's mixed precision refuses to clip a fused optimizer's gradients: auto takes the next kernel.
+    trainer = _fit(Optimization(functools.partial(torch.optim.AdamW, lr=0.01), kernel="auto"), max_epochs=1,
+                   precision="bf16-mixed", gradient_clip_val=1.0)
+    assert {group["fused"] for group in trainer.optimizers[0].param_groups} == {None}

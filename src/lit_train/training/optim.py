@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as L
+from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import nn
@@ -57,13 +58,14 @@ def param_groups(module: nn.Module, weight_decay: float, decay_norm_and_bias: bo
 KERNELS = ("auto", "default")
 
 
-def kernel_arguments(factory: Callable[..., Optimizer], groups: list[dict[str, Any]]) -> dict[str, bool]:
+def kernel_arguments(factory: Callable[..., Optimizer], groups: list[dict[str, Any]],
+                     fused: bool = True) -> dict[str, bool]:
     """The ``fused`` or ``foreach`` argument that runs ``factory``'s optimizer fastest over ``groups``' parameters.
 
-    ``{"fused": True}`` when the optimizer takes ``fused`` and every parameter is a floating-point
-    tensor on a device with fused kernels; else ``{"foreach": True}`` when it takes ``foreach`` and
-    every parameter's device has foreach kernels; else nothing. Nothing either when ``factory``
-    already sets one of them: the config's explicit choice stands.
+    ``{"fused": True}`` when ``fused`` is allowed, the optimizer takes ``fused`` and every parameter
+    is a floating-point tensor on a device with fused kernels; else ``{"foreach": True}`` when it
+    takes ``foreach`` and every parameter's device has foreach kernels; else nothing. Nothing
+    either when ``factory`` already sets one of them: the config's explicit choice stands.
 
     Example::
 
@@ -79,7 +81,8 @@ def kernel_arguments(factory: Callable[..., Optimizer], groups: list[dict[str, A
     except (TypeError, ValueError):  # a callable without a readable signature: leave its kernels alone
         return {}
     params = [param for group in groups for param in group["params"]]
-    fused, foreach = fused_or_foreach(params, bool(keywords.get("differentiable")), use_fused="fused" in accepted)
+    use_fused = fused and "fused" in accepted
+    fused, foreach = fused_or_foreach(params, bool(keywords.get("differentiable")), use_fused=use_fused)
     if fused:
         return {"fused": True}
     return {"foreach": True} if foreach and "foreach" in accepted else {}
@@ -124,20 +127,22 @@ class Optimization:
         ratio = self.batch_size * trainer.world_size * trainer.accumulate_grad_batches / self.base_batch_size
         return ratio if self.scale_lr == "linear" else math.sqrt(ratio)
 
-    def build(self, module: nn.Module, run_length: int, lr_factor: float = 1.0) -> tuple[Optimizer, Any]:
+    def build(self, module: nn.Module, run_length: int, lr_factor: float = 1.0,
+              fused: bool = True) -> tuple[Optimizer, Any]:
         """The optimizer over ``module``'s parameter groups, and the scheduler (or ``None``).
 
         Args:
             module: Whose parameters to optimize.
             run_length: The run's length in scheduler intervals, for the scheduler's length argument.
             lr_factor: Multiplies the optimizer's LR and a scheduler's absolute LRs (``max_lr``, ``base_lr``).
+            fused: Whether ``kernel=auto`` may pick a fused kernel.
         """
         keywords = getattr(self.optimizer, "keywords", {})
         factory = self.optimizer
         if lr_factor != 1.0:
             factory = functools.partial(self.optimizer, lr=keywords["lr"] * lr_factor)
         groups = param_groups(module, keywords.get("weight_decay", 0.0), self.decay_norm_and_bias)
-        optimizer = factory(groups, **(kernel_arguments(factory, groups) if self.kernel == "auto" else {}))
+        optimizer = factory(groups, **(kernel_arguments(factory, groups, fused) if self.kernel == "auto" else {}))
         if self.scheduler is None:
             return optimizer, None
         scheduler_keywords = getattr(self.scheduler, "keywords", {})
@@ -157,7 +162,9 @@ class Optimization:
                 f"(effective batch {effective} / base batch {self.base_batch_size})"
             )
         length = int(trainer.estimated_stepping_batches) if self.interval == "step" else int(trainer.max_epochs)
-        optimizer, scheduler = self.build(module, length, factor)
+        # Lightning's mixed precision refuses to clip the gradients of a fused optimizer, which unscales them itself.
+        clipped_amp = isinstance(trainer.precision_plugin, MixedPrecision) and bool(trainer.gradient_clip_val)
+        optimizer, scheduler = self.build(module, length, factor, fused=not clipped_amp)
         if scheduler is None:
             return optimizer
         config = {"scheduler": scheduler, "interval": self.interval, "frequency": self.frequency}
