@@ -74,13 +74,41 @@ def test_resume_auto_without_a_checkpoint_starts_fresh(tmp_path):
     assert read_summary(tmp_path / "run")["resumed_from"] is None
 
 
-def test_resume_skips_a_corrupt_checkpoint(tmp_path):
+def _flip_a_bit_in_a_tensor(path):
+    data = bytearray(path.read_bytes())
+    data[-len(data) // 3] ^= 0x01  # inside the tensors' records, which make up most of the file
+    path.write_bytes(bytes(data))
+
+
+def test_resume_skips_a_corrupt_checkpoint_and_says_why(tmp_path):
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     torch.save({"global_step": 7}, folder / "a.ckpt")
+    torch.save({"global_step": 9, "weights": torch.zeros(10_000)}, folder / "flipped.ckpt")
+    _flip_a_bit_in_a_tensor(folder / "flipped.ckpt")
+    torch.save({"step": 11}, folder / "other.ckpt")
     (folder / "last.ckpt").write_bytes(b"truncated")
-    assert find_resume_checkpoint(tmp_path) == (folder / "a.ckpt", 7)
+    skipped = []
+    assert find_resume_checkpoint(tmp_path, skipped) == (folder / "a.ckpt", 7)
+    flipped, truncated, other = sorted(skipped)
+    assert flipped == f"'{folder / 'flipped.ckpt'}' is corrupt: its record flipped/data/0 fails its CRC-32 check"
+    assert truncated.startswith(f"'{folder / 'last.ckpt'}' is not a readable checkpoint (")  # then torch's own reason
+    assert other == f"'{folder / 'other.ckpt'}' is not a Lightning checkpoint (it has no global_step)"
     assert find_resume_checkpoint(tmp_path / "nowhere") is None
+
+
+def test_resume_auto_passes_over_a_bit_flipped_last_checkpoint_naming_it(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["trainer.max_epochs=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=1", "test=false",
+            "callbacks.model_checkpoint.every_n_train_steps=2", "callbacks.progress_bar=null"]
+    assert run_cli(*args, f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
+    last = run_dir / "checkpoints" / "last.ckpt"
+    _flip_a_bit_in_a_tensor(last)
+    resumed = run_cli("resume=auto", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"lit_train: resume=auto skips '{last}' is corrupt: its record " in resumed.stderr
+    assert "fails its CRC-32 check" in resumed.stderr
+    assert f"resume=auto continues from {run_dir / 'checkpoints' / 'best.ckpt'} (step " in resumed.stdout
 
 
 def test_rng_states_round_trip_through_a_safe_load(tmp_path):

@@ -12,7 +12,12 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
 from lit_train.training.atomic import is_temporary
-from lit_train.training.checkpoint_io import CheckpointError, UnsafeCheckpointError, read_checkpoint
+from lit_train.training.checkpoint_io import (
+    CheckpointError,
+    UnsafeCheckpointError,
+    read_checkpoint,
+    verify_checksums,
+)
 
 
 def _capture() -> dict[str, Any]:
@@ -84,38 +89,55 @@ class RngState(Callback):
             _restore(states[trainer.global_rank])
 
 
-def _global_step(path: Path) -> int | None:
-    """The checkpoint's global step, or ``None`` if the file does not load (truncated, not a checkpoint).
+def _global_step(path: Path) -> int:
+    """The checkpoint's global step.
 
     Raises:
         UnsafeCheckpointError: If the file loads only by running pickled code:
             resuming silently from an older checkpoint (or from scratch) would
             overwrite it.
+        CheckpointError: If the file does not load (truncated, not a checkpoint).
     """
     try:
-        return int(read_checkpoint(path)["global_step"])
+        checkpoint = read_checkpoint(path)
     except UnsafeCheckpointError as error:
         raise UnsafeCheckpointError(f"resume=auto: {error}") from None
-    except CheckpointError:
-        return None
+    try:
+        return int(checkpoint["global_step"])
     except (KeyError, TypeError, ValueError):  # a dict, but not a Lightning checkpoint
-        return None
+        raise CheckpointError(f"{str(path)!r} is not a Lightning checkpoint (it has no global_step)") from None
 
 
-def find_resume_checkpoint(run_dir: Path) -> tuple[Path, int] | None:
-    """The newest valid checkpoint under ``run_dir/checkpoints``: highest global step, then latest write.
+def find_resume_checkpoint(run_dir: Path, skipped: list[str] | None = None) -> tuple[Path, int] | None:
+    """The newest sound checkpoint under ``run_dir/checkpoints``: highest global step, then latest write.
 
     Temporary files of an interrupted atomic write (``.last.ckpt.<random>.tmp``) are
-    never candidates, even if a kill left a complete checkpoint in one.
+    never candidates, even if a kill left a complete checkpoint in one. The chosen
+    file's checksums are verified, so a flipped bit is skipped rather than trained on.
+
+    Args:
+        run_dir: The run directory.
+        skipped: Receives one line per checkpoint passed over, naming the file and why.
 
     Returns:
         ``(path, global_step)``, or ``None`` if there is none that loads.
     """
+    skipped = [] if skipped is None else skipped
     found = [p for p in (run_dir / "checkpoints").glob("*.ckpt") if not is_temporary(p) and not p.name.startswith(".")]
-    candidates = sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
-    best: tuple[Path, int] | None = None
-    for path in candidates:
-        step = _global_step(path)
-        if step is not None and (best is None or step > best[1]):
-            best = (path, step)
-    return best
+    steps: list[tuple[int, float, Path]] = []
+    for path in found:
+        try:
+            steps.append((_global_step(path), path.stat().st_mtime, path))
+        except UnsafeCheckpointError:
+            raise
+        except CheckpointError as error:
+            skipped.append(str(error))
+    # Checksums last, and only until one passes: they read the whole file.
+    for step, _, path in sorted(steps, key=lambda entry: entry[:2], reverse=True):
+        try:
+            verify_checksums(path)
+        except CheckpointError as error:
+            skipped.append(str(error))
+            continue
+        return path, step
+    return None

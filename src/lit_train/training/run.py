@@ -4,6 +4,7 @@ This is the only module besides the CLI that reads the config; everything it
 builds (networks, LightningModules, data modules, callbacks) is plain Python.
 """
 
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -267,7 +268,10 @@ def _check_trained_on_something(cfg: DictConfig, trainer: L.Trainer) -> None:
 
 
 def _resume_point(run_dir: Path) -> dict[str, Any]:
-    found = find_resume_checkpoint(run_dir)
+    skipped: list[str] = []
+    found = find_resume_checkpoint(run_dir, skipped)
+    for reason in skipped:
+        print(f"lit_train: resume=auto skips {reason}", file=sys.stderr)
     if found is None:
         print(f"lit_train: resume=auto found no checkpoint in {run_dir / 'checkpoints'}; starting fresh")
         return {"resumed_from": None, "resumed_at_step": None}
