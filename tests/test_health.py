@@ -327,6 +327,8 @@ def test_the_health_node_holds_the_settings_defaults_and_a_rule_for_each():
     ("health.overfitting_rise=0", "health.overfitting_rise: must be a number > 0, got 0"),
     ("health.judge_after=1.5", "health.judge_after: must be a number in (0, 1), got 1.5"),
     ("health.report=maybe", "health.report: must be true or false, got 'maybe'"),
+    ("+health.overfit_rise=0.2", "health.overfit_rise: no such setting; did you mean 'overfitting_rise'? (settings: "
+                                 "report, judge_after, not_decreasing_tolerance, divergence_factor, overfitting_rise,"),
 ])
 def test_bad_thresholds_are_refused_before_anything_runs(override, problem, tmp_path):
     result = run_cli(override, cwd=tmp_path)

@@ -163,6 +163,9 @@ _CHECKPOINT_RULES = {
     "save_last": Union((Flag(nullable=True), OneOf(("link",)))),
     "mode": OneOf(("max", "min")),
 }
+#: Groups that hold lit_train's own settings and nothing else: a key no rule names is a typo, which would
+#: otherwise fail the run only once it reads them (the health record, after training).
+SETTINGS_GROUPS = ("doctor", "health")
 #: Values of the callbacks lit_train configures, by ``_target_``: checked here rather than by their constructors,
 #: which would raise only once torch is imported and the run directory exists.
 CALLBACK_RULES: dict[str, dict[str, Any]] = {
@@ -538,6 +541,10 @@ def validate(cfg: DictConfig, command_line: Sequence[str] | None = None) -> list
     for group in ("data", "optimization", "trainer", "doctor", "health"):
         if group in plain:
             _check_rules(plain[group], GROUP_RULES[group], f"{group}.", problems)
+    for group in (g for g in SETTINGS_GROUPS if isinstance(plain.get(g), dict)):
+        for key in sorted(set(plain[group]) - set(GROUP_RULES[group])):
+            problems.append(f"{group}.{key}: no such setting{did_you_mean(key, GROUP_RULES[group])} "
+                            f"(settings: {', '.join(GROUP_RULES[group])})")
     if "trainer" in plain:
         _check_trainer_keys(plain["trainer"], problems)
     if "optimizer" in plain:

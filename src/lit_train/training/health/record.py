@@ -42,7 +42,8 @@ def first_loss(curves: Curves) -> float:
 def chance_loss(cfg: DictConfig) -> float | None:
     """The cross-entropy of guessing uniformly, ``ln C``, for a built-in classifier or language model."""
     spec = MODULES.get(cfg.model.get("_target_"))
-    size = cfg.data.get(CHANCE_SIZES.get(spec.task, "")) if spec is not None else None
+    key = CHANCE_SIZES.get(spec.task) if spec is not None else None
+    size = cfg.data.get(key) if key is not None else None
     return math.log(size) if isinstance(size, int) and size > 1 else None
 
 
