@@ -6,10 +6,12 @@ ignores the outliers.
 """
 
 import argparse
+import gc
 import os
 import statistics
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -23,8 +25,12 @@ torch.set_num_threads(THREADS)
 QUICK_SCALE = 0.25
 
 
-def alternate(contenders: dict[str, Callable[[], float]], repeats: int, warmup: int = 1) -> dict[str, float]:
-    """Runs each contender ``warmup + repeats`` times, alternating in a rotating order, and returns its median.
+def alternate_rounds(contenders: dict[str, Callable[[], float]], repeats: int,
+                     warmup: int = 1) -> dict[str, list[float]]:
+    """Runs each contender ``warmup + repeats`` times, alternating in a rotating order; returns each round's value.
+
+    The garbage of one contender is collected before the next starts, so that no contender
+    pays for another's in its timed window.
 
     Args:
         contenders: Name -> callable returning one measurement (seconds, or any number).
@@ -37,16 +43,47 @@ def alternate(contenders: dict[str, Callable[[], float]], repeats: int, warmup: 
         # Each round starts with the next contender, so that none always runs right after the same one.
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
+            gc.collect()
             value = contenders[name]()
             if round_ >= warmup:
                 results[name].append(value)
-    return {name: statistics.median(values) for name, values in results.items()}
+    return results
 
 
-def ratio_line(name: str, value: float, op: str, target: float) -> tuple[str, bool]:
-    """The machine-readable ``RATIO <name> <value> <op> <target>`` line, and whether it holds."""
-    met = value >= target if op == ">=" else value <= target
-    return f"RATIO {name} {value:.3f} {op} {target}", met
+def alternate(contenders: dict[str, Callable[[], float]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """The median of each contender's rounds (see :func:`alternate_rounds`)."""
+    return {name: statistics.median(values) for name, values in alternate_rounds(contenders, repeats, warmup).items()}
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A ratio measured round by round: its median, and the lowest and highest round."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, ratios: list[float]) -> "Spread":
+        return cls(statistics.median(ratios), min(ratios), max(ratios))
+
+
+def speedup(seconds: dict[str, list[float]], faster: str, slower: str) -> Spread:
+    """How many times faster ``faster`` ran than ``slower``, per round (rounds pair up: they ran side by side)."""
+    return Spread.of([s / f for f, s in zip(seconds[faster], seconds[slower])])
+
+
+def ratio_line(name: str, value: float | Spread, op: str, target: float) -> tuple[str, bool]:
+    """The machine-readable ``RATIO <name> <value> <op> <target>`` line, and whether it holds.
+
+    A :class:`Spread` is judged by its median, and the line ends with its range over the rounds.
+    """
+    median = value.median if isinstance(value, Spread) else value
+    met = median >= target if op == ">=" else median <= target
+    line = f"RATIO {name} {median:.3f} {op} {target}"
+    if isinstance(value, Spread):
+        line += f"   (rounds: min {value.low:.3f}, max {value.high:.3f})"
+    return line, met
 
 
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:

@@ -1,14 +1,19 @@
 """Where lit_train's training step spends the time the raw loop does not: a per-step breakdown.
 
-Runs the raw loop and lit_train's default training path (as in ``throughput.py``)
-on the digits MLP, and times the parts of lit_train's step with wall-clock timers
-wrapped around them for the measurement only: the model's step (forward, loss and
-metrics), the backward pass, the optimizer and scheduler math, each callback, and
-the epoch end (with the callbacks' epoch-end hooks). What is left of the step is Lightning's loop itself (hook dispatch,
-closures, progress tracking, batch transfer). Every number is a median over rounds,
-in microseconds per optimizer step; the timers add about a microsecond per call.
+Runs the raw loop and lit_train's default training path (as in ``throughput.py``, the
+same math) on the digits MLP, and times the parts of lit_train's step with wall-clock
+timers wrapped around them for the measurement only: the model's step (forward, loss and
+metrics), the backward pass, the optimizer and scheduler math, the body of each callback
+hook (and of the forward hooks a callback registers), and the epoch end (with the
+callbacks' epoch-end hooks). Lightning's own dispatch stays as it is; what is left of the
+step is Lightning's loop itself (hook dispatch, closures, progress tracking, batch
+transfer). Every number is a median over rounds, in microseconds per optimizer step; the
+timers add about a microsecond per call. Both contenders get a warm-up run.
 
-This is a diagnosis, not a target: it prints no RATIO line.
+The monitors' bounds are read from these timings, not from the difference of two noisy
+totals (``monitors.py`` keeps those as a cross-check): ``overhead_<monitor>_per_hook`` is
+``1 + hook time / step time without it``, at batch 64: the gradient monitor (a default
+callback) <= 1.03, the activation monitor (added for a third breakdown) <= 1.02.
 
 Usage: ``python benchmarks/overhead.py [--quick]``
 """
@@ -20,11 +25,11 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-import lightning.pytorch.trainer.call as lightning_call
+import lightning.pytorch as L
 from hydra.utils import get_object
-from lightning.pytorch.callbacks import Checkpoint, EarlyStopping
+from torch import nn
 from _contenders import Workload, lit_train, raw
-from _harness import command_line, markdown_table
+from _harness import command_line, markdown_table, ratio_line, report
 
 #: (label, owner, attribute): the timed parts, each inclusive of what it calls.
 _PARTS = [
@@ -39,6 +44,27 @@ _PARTS = [
 ]
 
 
+#: Callback hooks timed per step (epoch-end hooks run inside the fit loop's epoch end, timed there).
+_HOOKS = tuple(name for name in vars(L.Callback) if name.startswith("on_") and not name.endswith("epoch_end")
+               and name not in ("on_exception", "on_save_checkpoint", "on_load_checkpoint"))
+
+
+#: The label prefix of forward hooks' time: part of the model step's, so not subtracted from the rest again.
+_FORWARD_HOOKS = "of which forward hooks of "
+
+
+def _timed(function: Callable[..., Any], add: Callable[[float], None]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            add(time.perf_counter() - started)
+
+    return timed
+
+
 class _Timers:
     """Wall-clock totals of wrapped callables, and of each callback's hook bodies."""
 
@@ -48,38 +74,35 @@ class _Timers:
 
     def wrap(self, label: str, owner: Any, name: str) -> None:
         original = getattr(owner, name)
-
-        @functools.wraps(original)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.seconds[label] += time.perf_counter() - started
-
-        setattr(owner, name, timed)
-        self._undo.append(lambda: setattr(owner, name, original))
+        had_own = name in vars(owner)
+        setattr(owner, name, _timed(original, lambda seconds: self.add(label, seconds)))
+        self._undo.append(lambda: setattr(owner, name, original) if had_own else delattr(owner, name))
 
     def time_callbacks(self) -> None:
-        """Times each callback's hook bodies, but for epoch ends; Lightning's dispatch stays in the remainder."""
-        original = lightning_call._call_callback_hooks
+        """Times the bodies of every callback's hooks (epoch ends aside: those count in the epoch-end row), and of
+        the forward hooks a callback registers, wrapping them on each instance once the Trainer holds its callbacks."""
+        original_fit, register = L.Trainer.fit, nn.Module.register_forward_hook
+        timers = self
 
-        def dispatch(trainer: Any, hook_name: str, *args: Any, monitoring_callbacks: bool | None = None,
-                     **kwargs: Any) -> None:
-            pl_module = trainer.lightning_module
-            previous, pl_module._current_fx_name = pl_module._current_fx_name, hook_name
+        def fit(trainer: L.Trainer, *args: Any, **kwargs: Any) -> Any:
             for callback in trainer.callbacks:
-                monitoring = isinstance(callback, (EarlyStopping, Checkpoint))
-                if monitoring_callbacks is not None and monitoring != monitoring_callbacks:
-                    continue
-                started = time.perf_counter()
-                getattr(callback, hook_name)(trainer, pl_module, *args, **kwargs)
-                if not hook_name.endswith("epoch_end"):  # those count in the epoch-end row
-                    self.seconds[f"callback {type(callback).__name__}"] += time.perf_counter() - started
-            pl_module._current_fx_name = previous
+                label = f"callback {type(callback).__name__}"
+                for hook in _HOOKS:
+                    if getattr(type(callback), hook) is not getattr(L.Callback, hook):
+                        timers.wrap(label, callback, hook)
+            return original_fit(trainer, *args, **kwargs)
 
-        lightning_call._call_callback_hooks = dispatch
-        self._undo.append(lambda: setattr(lightning_call, "_call_callback_hooks", original))
+        def register_forward_hook(module: nn.Module, hook: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            owner = hook.__qualname__.split(".")[0]  # the class whose method made the hook
+            timed = _timed(hook, lambda seconds: timers.add(f"{_FORWARD_HOOKS}{owner}", seconds))
+            return register(module, timed, *args, **kwargs)
+
+        L.Trainer.fit, nn.Module.register_forward_hook = fit, register_forward_hook
+        self._undo.append(lambda: (setattr(L.Trainer, "fit", original_fit),
+                                   setattr(nn.Module, "register_forward_hook", register)))
+
+    def add(self, label: str, seconds: float) -> None:
+        self.seconds[label] += seconds
 
     def restore(self) -> None:
         for undo in reversed(self._undo):
@@ -90,7 +113,7 @@ class _Timers:
 def _breakdown(workload: Workload, rounds: int) -> tuple[float, float, dict[str, float]]:
     """Median seconds per step of the raw loop and of lit_train, and of each timed part of lit_train's step."""
     raw_times, lit_times, parts = [], [], defaultdict(list)
-    lit_train(workload)  # warm-up
+    raw(workload), lit_train(workload)  # warm-up, alike for both
     for _ in range(rounds):
         raw_times.append(raw(workload) / workload.steps)
         timers = _Timers()
@@ -107,23 +130,46 @@ def _breakdown(workload: Workload, rounds: int) -> tuple[float, float, dict[str,
         label: statistics.median(values) for label, values in parts.items()}
 
 
+#: Monitor -> (the overrides that add it to lit_train's run, the bound of its per-hook ratio).
+MONITORS = {"GradientMonitor": ((), 1.03), "ActivationMonitor": (("callbacks=[default,activation_monitor]",), 1.02)}
+
+
+def _table(workload: Workload, rounds: int) -> dict[str, float]:
+    """Prints the breakdown of ``workload``; returns seconds per step by part, and of the whole lit_train step."""
+    raw_step, lit_step, parts = _breakdown(workload, rounds)
+    top_level = [label for label, *_ in _PARTS[:-1]]
+    callbacks = sorted((label for label in parts if label.startswith("callback ")), key=lambda k: -parts[k])
+    rest = lit_step - sum(parts.get(label, 0.0) for label in top_level + callbacks)
+    nested = [_PARTS[-1][0], *sorted(label for label in parts if label.startswith(_FORWARD_HOOKS))]
+    rows = [[label, parts.get(label, 0.0) * 1e6, parts.get(label, 0.0) / lit_step]
+            for label in [*top_level, *nested, *callbacks]]
+    rows.append(["Lightning's loop (the rest)", rest * 1e6, rest / lit_step])
+    rows.append(["lit_train step", lit_step * 1e6, 1.0])
+    rows.append(["raw loop step (the same math, no callbacks)", raw_step * 1e6, raw_step / lit_step])
+    extra = f", with {' '.join(workload.lit_overrides)}" if workload.lit_overrides else ""
+    print(f"### Step time breakdown, digits MLP, batch {workload.name.split('bs')[-1]}{extra} "
+          f"({workload.steps} steps, medians of {rounds} rounds)\n")
+    print(markdown_table(["part", "us per step", "share of lit_train's step"], rows))
+    print()
+    return {**parts, "step": lit_step}
+
+
 def main(quick: bool = False) -> list[tuple[str, bool]]:
     rounds = 3 if quick else 5
+    results = []
     for batch_size, steps in ((64, 300 if quick else 1200), (512, 150 if quick else 600)):
-        workload = Workload(f"digits_bs{batch_size}", (f"data.batch_size={batch_size}",), steps)
-        raw_step, lit_step, parts = _breakdown(workload, rounds)
-        top_level = [label for label, *_ in _PARTS[:-1]]
-        callbacks = sorted((label for label in parts if label.startswith("callback ")), key=lambda k: -parts[k])
-        rest = lit_step - sum(parts.get(label, 0.0) for label in top_level + callbacks)
-        rows = [[label, parts.get(label, 0.0) * 1e6, parts.get(label, 0.0) / lit_step]
-                for label in [*top_level, _PARTS[-1][0], *callbacks]]
-        rows.append(["Lightning's loop (the rest)", rest * 1e6, rest / lit_step])
-        rows.append(["lit_train step", lit_step * 1e6, 1.0])
-        rows.append(["raw loop step (the same math, no callbacks)", raw_step * 1e6, raw_step / lit_step])
-        print(f"### Step time breakdown, digits MLP, batch {batch_size} ({steps} steps, medians of {rounds} rounds)\n")
-        print(markdown_table(["part", "us per step", "share of lit_train's step"], rows))
-        print()
-    return []
+        parts = _table(Workload(f"digits_bs{batch_size}", (f"data.batch_size={batch_size}",), steps), rounds)
+        if batch_size == 64:
+            by_monitor = {"GradientMonitor": parts}
+    by_monitor["ActivationMonitor"] = _table(
+        Workload("digits_bs64", ("data.batch_size=64",), 300 if quick else 1200, MONITORS["ActivationMonitor"][0]),
+        rounds)
+    for monitor, (_, bound) in MONITORS.items():
+        parts = by_monitor[monitor]
+        hooks = parts.get(f"callback {monitor}", 0.0) + parts.get(f"{_FORWARD_HOOKS}{monitor}", 0.0)
+        name = "".join(f"_{c.lower()}" if c.isupper() else c for c in monitor).lstrip("_")
+        results.append(ratio_line(f"overhead_{name}_per_hook", 1 + hooks / (parts["step"] - hooks), "<=", bound))
+    return report(results)
 
 
 if __name__ == "__main__":

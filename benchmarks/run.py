@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["throughput", "overhead", "monitors", "lr_finder", "cli_startup", "doctor", "scaling"]
+SCRIPTS = ["throughput", "overhead", "monitors", "lr_finder", "cli_startup", "doctor", "scaling", "gpu"]
 
 
 class _Tee(io.TextIOBase):
@@ -45,7 +45,7 @@ def _sweep_pruning() -> list[tuple[str, bool]]:
 
 
 def _holds(line: str) -> bool:
-    _, _, value, op, target = line.split()
+    _, _, value, op, target = line.split()[:5]  # a spread over the rounds may follow
     return float(value) >= float(target) if op == ">=" else float(value) <= float(target)
 
 

@@ -6,6 +6,8 @@ rotting when an API they hook into changes.
 
 import importlib
 import logging
+import os
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -36,7 +38,8 @@ def _tiny(contenders):
     return contenders.Workload("tiny", ("data.batch_size=512",), steps=4)
 
 
-@pytest.mark.parametrize("contender", ["raw", "plain_lightning", "lightning_floor", "lit_train"])
+@pytest.mark.parametrize("contender", ["raw", "raw_no_metrics", "plain_lightning", "plain_lightning_batched",
+                                       "lightning_floor", "lit_train"])
 def test_every_contender_times_its_training_loop(bench, contender):
     contenders, *_ = bench
     assert getattr(contenders, contender)(_tiny(contenders)) > 0
@@ -86,3 +89,27 @@ def test_the_lr_finder_benchmark_writes_only_under_its_own_folder(bench, tmp_pat
     assert len(runs.lit_suggestions) == 1 and runs.tuner_steps > 0
     assert list(elsewhere.iterdir()) == []
     assert not [path for path in out.rglob("*") if path.is_file()]  # the finders keep nothing once done
+
+
+def test_the_gpu_benchmark_says_in_one_line_that_there_is_no_gpu(bench, monkeypatch, capsys):
+    gpu = importlib.import_module("gpu")
+    monkeypatch.setattr(gpu.torch.cuda, "is_available", lambda: False)
+    assert gpu.main() == []
+    assert capsys.readouterr().out.count("\n") == 1
+
+
+@pytest.mark.parametrize(("name", "peak"), [("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0),
+                                            ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA L40S", 362.0),
+                                            ("NVIDIA L4", 121.0), ("Some Future GPU", None)])
+def test_the_gpu_benchmark_knows_the_peaks_of_common_devices(bench, name, peak):
+    assert importlib.import_module("gpu").peak_tflops(name) == peak
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_runs_its_code_path_on_the_cpu(tmp_path):
+    # Compilation itself is tested in test_compile.py; here only the benchmark's own code runs.
+    result = subprocess.run([sys.executable, str(BENCHMARKS / "gpu.py"), "--smoke"], capture_output=True, text=True,
+                            cwd=tmp_path, env={**os.environ, "TORCH_COMPILE_DISABLE": "1"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| raw") or line.startswith("| lit_train")]
+    assert len(rows) == 4
