@@ -8,7 +8,6 @@ import lightning.pytorch as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.nn.parameter import UninitializedParameter
 
 from lit_train._compat import (
@@ -97,13 +96,13 @@ def _shape(value: Any) -> list[int] | None:
 
 def _builds_or_renames_late(module: L.LightningModule) -> bool:
     """Whether ``module`` may create parameters after construction or rename the checkpoint's before loading."""
-    if any(is_overridden(hook, module, L.LightningModule) for hook in ("configure_model", "setup")):
-        return True
     if any(isinstance(param, UninitializedParameter) for param in module.parameters()):
         return True
-    # lit_train's own modules restore extra state in on_load_checkpoint but never touch the state_dict.
-    owner = next(cls for cls in type(module).__mro__ if "on_load_checkpoint" in vars(cls))
-    return not owner.__module__.startswith(("lit_train.", "lightning."))
+    # lit_train's own modules compile in place in configure_model and restore extra state in
+    # on_load_checkpoint, neither of which adds or renames a parameter; a user's hooks may.
+    owners = (next(cls for cls in type(module).__mro__ if hook in vars(cls))
+              for hook in ("configure_model", "setup", "on_load_checkpoint"))
+    return any(not owner.__module__.startswith(("lit_train.", "lightning.")) for owner in owners)
 
 
 def check_checkpoint_fits(path: str | Path, module: L.LightningModule, source: str = "ckpt_path") -> None:
