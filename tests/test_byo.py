@@ -69,3 +69,36 @@ def test_a_typo_in_an_own_option_is_told_with_the_own_options_among_the_choices(
     assert result.stderr.splitlines()[0] == ("error: data: unknown option 'my_digitz'; did you mean 'my_digits'? "
                                              "(choose from blobs, cubic, digits, my_digits, regression, text, xor)")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_module_with_its_own_configure_optimizers_takes_the_groups_it_asks_for(tmp_path):
+    result = run_cli(SEARCHPATH, "model=my_finetuner", "data=my_digits", "allowed_targets=[my_pkg]", "optimizer=adamw",
+                     "optimizer.lr=0.004", "scheduler=cosine", "trainer.max_epochs=2", *SHORT, "test=false",
+                     f"hydra.run.dir={tmp_path}", cwd=tmp_path, env=MY_PKG)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("lit_train: MyFineTuner has its own configure_optimizers and takes its optimizer and scheduler from "
+            "lit_train's groups of that name\n") in result.stdout
+    checkpoint = _last(tmp_path)
+    (group,) = checkpoint["optimizer_states"][0]["param_groups"]
+    assert (group["initial_lr"], len(group["params"]), "amsgrad" in group) == (0.004, 2, True)  # AdamW on the head
+    (schedule,) = checkpoint["lr_schedulers"]
+    assert (schedule["T_max"], schedule["last_epoch"]) == (2 * 4, 2 * 4)  # cosine over the run's steps, stepped each
+
+
+def test_scheduler_none_reaches_a_module_that_takes_the_scheduler_group_as_none(tmp_path):
+    result = run_cli(SEARCHPATH, "model=my_finetuner", "data=my_digits", "allowed_targets=[my_pkg]", "scheduler=none",
+                     "trainer.max_epochs=1", *SHORT, "test=false", f"hydra.run.dir={tmp_path}", cwd=tmp_path, env=MY_PKG)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (group,) = _last(tmp_path)["optimizer_states"][0]["param_groups"]
+    assert "initial_lr" not in group  # scheduler=none reaches the module as None
+
+
+def test_a_module_that_records_the_group_builders_as_hyperparameters_is_refused(tmp_path):
+    result = run_cli(SEARCHPATH, "model=my_finetuner", "model._target_=my_pkg.MyRecordedFineTuner", "data=my_digits",
+                     "allowed_targets=[my_pkg]", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env=MY_PKG)
+    assert result.returncode == 2
+    assert (
+        "error: model: MyRecordedFineTuner keeps optimizer and scheduler in its hyperparameters, so its checkpoints "
+        "would hold code that safe loading refuses; save them without: "
+        "self.save_hyperparameters(ignore=['optimizer', 'scheduler'])\n") in result.stderr
+    assert not (tmp_path / "run").exists()

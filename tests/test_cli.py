@@ -195,7 +195,8 @@ def test_setting_an_unused_optimizer_group_is_refused(override, tmp_path):
     key = override.split("=")[0]
     assert result.stderr.splitlines()[-2:] == [
         f"error: {key}: OwnOptimizerModule has its own configure_optimizers, so the optimizer and scheduler groups "
-        "are not used; set its optimizer in the module (through model.<its argument>=...)",
+        "are not used; set its optimizer in the module (through model.<its argument>=...), or take the group as an "
+        "argument of that name",
         "lit_train: 1 config problem(s); nothing was run.",
     ]
     assert not (tmp_path / "run").exists()

@@ -24,11 +24,25 @@ def unaccepted_keys(node: DictConfig) -> list[str]:
     return [str(key) for key in node if key not in accepted and key not in HYDRA_KEYS]
 
 
-def construct(node: DictConfig, group: str) -> Any:
-    """``instantiate(node)``, without the keys its class does not take; says once which were left out."""
-    if not (left_out := unaccepted_keys(node)):
+def named_parameters_taken(node: DictConfig, names: tuple[str, ...]) -> list[str]:
+    """Those of ``names`` that ``node``'s class takes as a named argument and ``node`` does not set."""
+    parameters = inspect.signature(get_object(node._target_)).parameters
+    return [name for name in names if name in parameters and name not in node]
+
+
+def construct(node: DictConfig, group: str, offered: dict[str, Any] | None = None) -> Any:
+    """``instantiate(node)``, without the keys its class does not take; says once which were left out.
+
+    Args:
+        node: The group's config node.
+        group: The group's name, for the message.
+        offered: Arguments lit_train builds itself (``optimizer=...``), passed as they are.
+    """
+    if left_out := unaccepted_keys(node):
+        print(f"lit_train: {node._target_} takes no {', '.join(left_out)}: those {group} keys were not passed")
+        # Resolved in place first: the kept keys may interpolate other groups (num_classes: ${data.num_classes}).
+        node = {key: value for key, value in OmegaConf.to_container(node, resolve=True).items() if key not in left_out}
+    if not offered:
         return instantiate(node, _convert_="all")
-    print(f"lit_train: {node._target_} takes no {', '.join(left_out)}: those {group} keys were not passed")
-    # Resolved in place first: the kept keys may interpolate other groups (num_classes: ${data.num_classes}).
-    kept = {key: value for key, value in OmegaConf.to_container(node, resolve=True).items() if key not in left_out}
-    return instantiate(kept, _convert_="all")
+    # Through a partial: instantiate would turn objects given as its own keyword arguments into config nodes.
+    return instantiate(node, _convert_="all", _partial_=True)(**offered)

@@ -143,13 +143,28 @@ class Optimization:
             factory = functools.partial(self.optimizer, lr=keywords["lr"] * lr_factor)
         groups = param_groups(module, keywords.get("weight_decay", 0.0), self.decay_norm_and_bias)
         optimizer = factory(groups, **(kernel_arguments(factory, groups, fused) if self.kernel == "auto" else {}))
+        return optimizer, self.build_scheduler(optimizer, run_length, lr_factor)
+
+    def build_scheduler(self, optimizer: Optimizer, run_length: int, lr_factor: float = 1.0) -> Any:
+        """The scheduler over ``optimizer`` (or ``None``), its length argument set to ``run_length``."""
         if self.scheduler is None:
-            return optimizer, None
+            return None
         scheduler_keywords = getattr(self.scheduler, "keywords", {})
         kwargs = {key: scheduler_keywords[key] * lr_factor for key in ("max_lr", "base_lr") if key in scheduler_keywords}
         if self.length_arg and self.length_arg not in scheduler_keywords:
             kwargs[self.length_arg] = run_length
-        return optimizer, self.scheduler(optimizer, **kwargs)
+        return self.scheduler(optimizer, **kwargs)
+
+    def run_length(self, trainer: "L.Trainer") -> int:
+        """The run's length in scheduler intervals."""
+        return int(trainer.estimated_stepping_batches) if self.interval == "step" else int(trainer.max_epochs)
+
+    def lr_scheduler_config(self, scheduler: Any) -> dict[str, Any]:
+        """``scheduler`` as Lightning's ``lr_scheduler`` entry: when to step it, and on what metric."""
+        config = {"scheduler": scheduler, "interval": self.interval, "frequency": self.frequency}
+        if self.monitor is not None:
+            config["monitor"] = self.monitor
+        return config
 
     def configure(self, module: L.LightningModule) -> Any:
         """Builds the optimizer (and scheduler) for ``module``, in Lightning's return format."""
@@ -161,16 +176,36 @@ class Optimization:
                 f"lit_train: LR x{factor:.4g} by the {self.scale_lr} rule "
                 f"(effective batch {effective} / base batch {self.base_batch_size})"
             )
-        length = int(trainer.estimated_stepping_batches) if self.interval == "step" else int(trainer.max_epochs)
         # Lightning's mixed precision refuses to clip the gradients of a fused optimizer, which unscales them itself.
         clipped_amp = isinstance(trainer.precision_plugin, MixedPrecision) and bool(trainer.gradient_clip_val)
-        optimizer, scheduler = self.build(module, length, factor, fused=not clipped_amp)
+        optimizer, scheduler = self.build(module, self.run_length(trainer), factor, fused=not clipped_amp)
         if scheduler is None:
             return optimizer
-        config = {"scheduler": scheduler, "interval": self.interval, "frequency": self.frequency}
-        if self.monitor is not None:
-            config["monitor"] = self.monitor
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_config(scheduler)}
+
+
+@dataclass(eq=False)
+class GroupSchedule:
+    """The scheduler group, for a module that builds its own optimizer and takes a ``scheduler`` argument.
+
+    ``scheduler(optimizer)`` is Lightning's ``lr_scheduler`` entry for ``optimizer``:
+    the group's scheduler with its length set to the run's, and when to step it::
+
+        def configure_optimizers(self):
+            optimizer = self.optimizer(self.head.parameters())
+            return {"optimizer": optimizer, "lr_scheduler": self.scheduler(optimizer)}
+
+    Attributes:
+        optimization: The groups as the run applies them.
+        module: The module it belongs to, whose trainer knows the run's length; set once the module exists.
+    """
+
+    optimization: Optimization
+    module: L.LightningModule | None = None
+
+    def __call__(self, optimizer: Optimizer) -> dict[str, Any]:
+        length = self.optimization.run_length(self.module.trainer)
+        return self.optimization.lr_scheduler_config(self.optimization.build_scheduler(optimizer, length))
 
 
 def attach_optimizers(module: L.LightningModule, optimization: Optimization) -> bool:

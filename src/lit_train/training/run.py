@@ -23,10 +23,10 @@ from lit_train.config.checks import ConfigProblem
 from lit_train.training.atomic import remove_stale_temporaries
 from lit_train.training.checkpoint import check_checkpoint_fits
 from lit_train.training.checkpoint_io import AtomicCheckpointIO
-from lit_train.training.construct import construct
+from lit_train.training.construct import construct, named_parameters_taken
 from lit_train.training.console import ModelSummary, QuietLightning, quiet_lightning
 from lit_train.training.loggers import ResumableCSVLogger
-from lit_train.training.optim import Optimization, attach_optimizers
+from lit_train.training.optim import GroupSchedule, Optimization, attach_optimizers
 from lit_train.training.profiler import NoProfiler
 from lit_train.training.run_dir import Footprint
 from lit_train.training.signals import StopAtStepEnd, StopRequested, StopSignals
@@ -321,18 +321,43 @@ def _task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def _check_groups_unused(module: L.LightningModule, overrides: list[str]) -> None:
-    """A module with its own ``configure_optimizers`` leaves the optimizer and scheduler groups unused: says so.
+def _groups_offered(node: DictConfig, optimization: Optimization) -> dict[str, Any]:
+    """What a module asks for by taking an ``optimizer`` or ``scheduler`` argument that its config does not set.
+
+    ``optimizer`` is the optimizer group's ``params -> Optimizer``; ``scheduler``
+    the scheduler group as a :class:`GroupSchedule` (``None`` for ``scheduler=none``).
+    """
+    schedule = GroupSchedule(optimization) if optimization.scheduler is not None else None
+    built = {"optimizer": optimization.optimizer, "scheduler": schedule}
+    return {name: built[name] for name in named_parameters_taken(node, tuple(built))}
+
+
+def _check_groups_taken(module: L.LightningModule, offered: dict[str, Any], overrides: list[str]) -> None:
+    """A module with its own ``configure_optimizers`` uses only the groups it took as arguments: says which.
 
     Raises:
-        ConfigProblem: If the command line set one of them, which would be silently ignored.
+        ConfigProblem: If the command line set a group the module does not use, which would be silently
+            ignored, or the module keeps a group's builder in its hyperparameters, which its checkpoints
+            could then not be safely loaded with.
     """
     name = type(module).__qualname__
-    if explicit := [o for o in overrides if o.lstrip("+~").startswith(("optimizer", "scheduler"))]:
+    if isinstance(offered.get("scheduler"), GroupSchedule):
+        offered["scheduler"].module = module  # its trainer knows the run's length
+    if kept := [group for group in offered if group in module.hparams]:
+        raise ConfigProblem(f"model: {name} keeps {' and '.join(kept)} in its hyperparameters, so its checkpoints "
+                            "would hold code that safe loading refuses; save them without: "
+                            f"self.save_hyperparameters(ignore={kept!r})")
+    unused = [group for group in ("optimizer", "scheduler") if group not in offered]
+    are = "groups are" if len(unused) > 1 else "group is"
+    if explicit := [o for o in overrides if unused and o.lstrip("+~").startswith(tuple(unused))]:
         raise ConfigProblem(f"{explicit[0].split('=')[0].lstrip('+~')}: {name} has its own configure_optimizers, "
-                            "so the optimizer and scheduler groups are not used; set its optimizer in the module "
-                            "(through model.<its argument>=...)")
-    print(f"lit_train: {name} has its own configure_optimizers; the optimizer and scheduler groups are not used")
+                            f"so the {' and '.join(unused)} {are} not used; set its optimizer in the module "
+                            "(through model.<its argument>=...), or take the group as an argument of that name")
+    if offered:
+        print(f"lit_train: {name} has its own configure_optimizers and takes its {' and '.join(offered)} from "
+              f"lit_train's group{'s' if len(offered) > 1 else ''} of that name")
+    if unused:
+        print(f"lit_train: {name} has its own configure_optimizers; the {' and '.join(unused)} {are} not used")
 
 
 def _has_test_stage(cfg: DictConfig, module: L.LightningModule) -> bool:
@@ -376,11 +401,13 @@ def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None, signals: S
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True)
     datamodule = construct(cfg.data, "data")
-    module = construct(cfg.model, "model")
     optimization = build_optimization(cfg)
-    own_optimizer = not attach_optimizers(module, optimization)
-    if own_optimizer:
-        _check_groups_unused(module, _task_overrides())
+    offered = _groups_offered(cfg.model, optimization)
+    module = construct(cfg.model, "model", offered)
+    attached = attach_optimizers(module, optimization)
+    if not attached:
+        _check_groups_taken(module, offered, _task_overrides())
+    own_optimizer = not attached and "optimizer" not in offered  # whether optimizer.lr sets the LR
     test = cfg.action == "train" and _has_test_stage(cfg, module)
     start = _checkpoint_to_load(cfg, module)
     trainer = build_trainer(cfg, run_dir, signals, start["ckpt_path"] if cfg.action == "train" and cfg.train else None)

@@ -52,6 +52,28 @@ class MyClassifier(L.LightningModule):
         self.log("val/loss", F.cross_entropy(self.net(x), y))
 
 
+class MyFineTuner(MyClassifier):
+    """Trains only its head, with the optimizer and schedule of lit_train's groups: it takes them as arguments."""
+
+    def __init__(self, hidden: int = 64, optimizer=None, scheduler=None) -> None:
+        super().__init__(hidden)
+        self.optimizer, self.scheduler = optimizer, scheduler
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer(self.net[2].parameters())
+        if self.scheduler is None:  # scheduler=none
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler(optimizer)}
+
+
+class MyRecordedFineTuner(MyFineTuner):
+    """Saves every argument as a hyperparameter, the builders too."""
+
+    def __init__(self, hidden: int = 64, optimizer=None, scheduler=None) -> None:
+        super().__init__(hidden, optimizer, scheduler)
+        self.save_hyperparameters()
+
+
 class MyDataModule(L.LightningDataModule):
     """scikit-learn's digits, scaled to [0, 1], split 80/10/10."""
 
