@@ -27,6 +27,8 @@ DROPPED_MESSAGES = (
     re.compile(r"Loading `train_dataloader` to estimate number of stepping batches"),
     # The run's summary says why fitting stopped (`stopped: max_epochs`), after the last epoch's line.
     re.compile(r"`Trainer.fit` stopped: "),
+    # The test stage's reload of the best checkpoint, whose path summary.json holds; a resume's line stays.
+    re.compile(r"(Restoring states from|Loaded model weights from) the checkpoint (path )?at "),
 )
 
 #: Lightning's warnings of the same kind: (message regex, category).

@@ -399,7 +399,7 @@ def _checkpoint_folders(cfg: DictConfig) -> list[Path]:
 
 def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None, signals: StopSignals) -> float | None:
     started = time.perf_counter()
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in the saved config
     datamodule = construct(cfg.data, "data")
     optimization = build_optimization(cfg)
     offered = _groups_offered(cfg.model, optimization)
