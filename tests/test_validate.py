@@ -34,6 +34,7 @@ BAD = [
     (["callbacks=[default,early_stopping]", "callbacks.early_stopping.monitor=valid/loss"], "callbacks.early_stopping.monitor: 'valid/loss' is never logged"),
     (["mode=maximum"], "mode: must be one of 'max', 'min', got 'maximum'"),
     (["seed=1.5"], "seed: must be an integer in [0, 4294967295], got 1.5"),
+    (["data=text", "model=gpt", "data.block_size=100000"], "data.block_size: must be an integer in [1, 16384], got 100000"),
     (["train=yes"], "train: must be true or false, got 'yes'"),
     (["train=false", "test=false"], "train: nothing to do with train=false and test=false"),
     (["train=false"], "ckpt_path: test=true with train=false needs the checkpoint to test"),

@@ -68,7 +68,9 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
         "num_features": _COUNT,
         "num_classes": Number(2, integer=True),
         "vocab_size": _COUNT,
-        "block_size": _COUNT,
+        # The GPT's attention holds a block_size x block_size causal mask, and batch x heads times that in
+        # scores: past this the first step needs gigabytes (the mask alone 2.7e8 bytes at the limit).
+        "block_size": Number(1, 16384, integer=True),
         "seed": _SEED,
     },
     # The built-in modules' compile switches (lit_train.modules.TaskModule).

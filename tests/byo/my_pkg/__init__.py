@@ -8,32 +8,6 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset, random_split
 
 
-class MyLitModule(L.LightningModule):
-    """A classifier of 8x8 digits with its own network and its own optimizer."""
-
-    def __init__(self, lr: float = 0.01) -> None:
-        super().__init__()
-        self.lr = lr
-        self.net = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.cross_entropy(self.net(x), y)
-        self.log("train/loss", loss)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("val/loss", F.cross_entropy(self.net(x), y))
-
-    def test_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("test/acc", (self.net(x).argmax(-1) == y).float().mean())
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
-
-
 class MyClassifier(L.LightningModule):
     """A classifier of 8x8 digits with no configure_optimizers: the optimizer comes from the trainer's caller."""
 
@@ -50,6 +24,21 @@ class MyClassifier(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         x, y = batch
         self.log("val/loss", F.cross_entropy(self.net(x), y))
+
+
+class MyLitModule(MyClassifier):
+    """The same classifier with its own optimizer, and a test step."""
+
+    def __init__(self, lr: float = 0.01) -> None:
+        super().__init__()
+        self.lr = lr
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("test/acc", (self.net(x).argmax(-1) == y).float().mean())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
 
 
 class MyFineTuner(MyClassifier):
