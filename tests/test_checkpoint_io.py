@@ -1,11 +1,12 @@
 import multiprocessing
 import os
 import signal
+import subprocess
 import time
 
 import pytest
 import torch
-from support import FAST, run_cli
+from support import FAST, read_summary, run_cli
 
 from lit_train.training.atomic import atomic_write, is_temporary
 from lit_train.training.checkpoint_io import AtomicCheckpointIO, UnsafeCheckpointError, read_checkpoint
@@ -109,3 +110,29 @@ def test_an_unsafe_checkpoint_given_to_the_cli_is_one_line_and_runs_no_code(tmp_
                       "only checkpoints of tensors and plain values"]
     assert not (tmp_path / "code_ran").exists()
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2.6 MB file system: room for two checkpoints of the default model, not for a third beside them."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2600k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"a small file system needs mount (root): {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def test_a_full_disk_is_named_and_the_last_checkpoint_is_kept(small_disk, tmp_path):
+    run_dir = small_disk / "run"
+    result = run_cli("trainer.max_epochs=3", "callbacks.progress_bar=null", "callbacks.model_checkpoint.every_n_train_steps=5",
+                     f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 1
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert (f"error: the disk is full: writing {last} failed, and {last} is kept as it was; free space on "
+            f"{last.parent} (or write elsewhere) and resume=auto goes on\n") in result.stderr
+    kept = torch.load(last, weights_only=True)  # complete: it loads, at an earlier step than the failed write's
+    assert 0 < kept["global_step"] < read_summary(run_dir)["global_step"]
+    assert read_summary(run_dir)["status"] == "failed"
+    assert [p.name for p in last.parent.iterdir() if p.name.startswith(".")] == []  # no temporary left behind

@@ -26,8 +26,9 @@ def did_you_mean(word: str, options: Any) -> str:
 
 
 def root_cause(error: BaseException) -> BaseException:
-    """The innermost cause of ``error``: Hydra wraps the errors that constructors raise."""
-    while error.__cause__ is not None:
+    """The innermost cause of ``error`` (Hydra wraps the errors that constructors raise), or the first
+    :class:`Explained` error on the way in, whose message already says what its causes meant."""
+    while error.__cause__ is not None and not isinstance(error, Explained):
         error = error.__cause__
     return error
 

@@ -1,11 +1,14 @@
 """Writes that leave either the old file or the complete new one, never a partial file."""
 
+import errno
 import os
 import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+from lit_train.config.messages import Explained
 
 #: The temporary file of ``atomic_write(path)``: ``.<name>.<8 random characters>.tmp`` beside ``path``
 #: (``tempfile.mkstemp``'s random part), e.g. ``.last.ckpt.k3x_9q2a.tmp``.
@@ -51,6 +54,28 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
+class DiskFullError(Explained, OSError):
+    """A write that failed for lack of space; the message names the file and what is kept."""
+
+
+def _disk_full(error: BaseException, directory: Path) -> bool:
+    """Whether ``error`` came from a full disk: its errno says so, or (torch.save reports a failed write as a
+    RuntimeError without one) the file system has no block left."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if not isinstance(error, (OSError, RuntimeError)):
+        return False
+    try:
+        stats = os.statvfs(directory)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < _NEARLY_FULL
+
+
+#: Free bytes below which a failed write is put down to a full disk.
+_NEARLY_FULL = 1 << 20
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
     """Calls ``write`` on a temporary file beside ``path``, syncs it to disk, then renames it over ``path``.
 
@@ -76,8 +101,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
             os.fchmod(f.fileno(), _FILE_MODE)
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if _disk_full(error, path.parent):
+            raise DiskFullError(f"the disk is full: writing {path} failed, and {path} is kept as it was; free "
+                                f"space on {path.parent} (or write elsewhere) and resume=auto goes on") from error
         raise
     # The rename itself must reach the disk too.
     directory = os.open(path.parent, os.O_RDONLY)
