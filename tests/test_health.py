@@ -107,6 +107,18 @@ def test_sgd_with_a_huge_learning_rate_diverges(tmp_path):
     assert not {"oscillation", "loss_not_decreasing"} & set(_checks_of(summary))
 
 
+def test_gradient_norms_far_above_the_threshold_explode(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(*SHORT, "model._target_=loud_loss.LoudLossClassifier", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+                     env={"PYTHONPATH": str(ROOT / "tests" / "byo")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = read_summary(run_dir)
+    finding = _assert_recorded(run_dir, summary, result.stdout, "exploding_gradient", "warning")
+    assert set(finding["evidence"]["largest"]) == {"net.layers.0", "net.layers.2", "net.layers.4"}
+    assert min(finding["evidence"]["largest"].values()) > 100
+    assert _checks_of(summary) == ["exploding_gradient"]  # the loss curves are healthy: Adam ignores the scale
+
+
 def test_a_healthy_run_has_an_empty_record_and_no_health_block(tmp_path):
     run_dir, summary, stdout = _train(tmp_path, *QUIET, "trainer.max_epochs=3")
     assert summary["health"] == []
