@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 BENCH ?= full
 
-.PHONY: install train test bench
+.PHONY: install train test test-slow bench
 
 install:
 	@$(PYTHON) scripts/install.py
@@ -14,9 +14,14 @@ install:
 train: install
 	$(PYTHON) -m lit_train $(ARGS)
 
-# One worker per core: most tests wait on a CLI subprocess of their own.
+# One worker per core: most tests wait on a CLI subprocess of their own. `make test` leaves out the
+# tests marked slow (kill and resume, signals, DDP, sweeps: several CLI runs each); `make test-slow`
+# runs those, and CI runs both.
 test: install
-	$(PYTHON) -m pytest -n auto $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -n auto -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install
+	$(PYTHON) -m pytest -n auto -m slow $(PYTEST_ARGS)
 
 # Benchmarks against a raw PyTorch loop and plain Lightning; BENCH=quick for a three-minute run.
 bench: install
