@@ -7,7 +7,7 @@ import json
 import pytest
 from support import FAST, ROOT, read_summary, run_cli
 
-from lit_train.launch.cli import EXIT_DIVERGED
+from lit_train.training.summary import EXIT_DIVERGED
 
 BYO = {"PYTHONPATH": str(ROOT / "tests" / "byo")}
 QUIET = ["callbacks.progress_bar=null", "test=false"]

@@ -72,6 +72,21 @@ def is_basic_launcher(launcher: Any) -> bool:
 
 
 
+def initialize_hydra_as_main(config_path: str, config_dir: str | None) -> None:
+    """Initializes Hydra's global instance with the search path ``hydra.main`` builds from the same arguments.
+
+    Args:
+        config_path: The primary config path (``pkg://...`` or ``file://...``).
+        config_dir: The folder of ``--config-dir``, which Hydra adds after the primary path and plugins' paths.
+    """
+    from hydra.core.config_search_path import SearchPathQuery
+
+    search_path = private("hydra._internal.utils", "create_config_search_path")(config_path)
+    if config_dir is not None:
+        search_path.prepend(provider="command-line", path=f"file://{config_dir}", anchor=SearchPathQuery(provider="schema"))
+    private("hydra._internal.hydra", "Hydra").create_main_hydra2(task_name="lit_train", config_search_path=search_path)
+
+
 def job_error(job_return: Any) -> BaseException:
     """What a failed Hydra job raised, without re-raising it.
 

@@ -8,6 +8,8 @@ is never imported on the way.
 """
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -15,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lit_train.config.compose import added_overrides, command_problems, planned_job_config
 from lit_train.config.launcher import launcher_problems, multi_node_problems
+from lit_train.config.messages import describe
 from lit_train.config.validate import hydra_problems, validate
 
 #: Exit code of a command refused for its config.
@@ -43,18 +46,30 @@ class CheckConfig(Callback):
     """Validates a single run's config, or every job and the launcher of a sweep, as Hydra composed them."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # The command line Hydra parsed is this process's own; hydra.overrides is Hydra's record of it.
-        command_line = sys.argv[1:]
-        problems = added_overrides(config, command_line) or [
-            *hydra_problems(config, command_line), *validate(planned_job_config(config, multirun=False), command_line),
-            *multi_node_problems(config)]
+        with _failing_closed():
+            # The command line Hydra parsed is this process's own; hydra.overrides is Hydra's record of it.
+            command_line = sys.argv[1:]
+            problems = added_overrides(config, command_line) or [
+                *hydra_problems(config, command_line),
+                *validate(planned_job_config(config, multirun=False), command_line), *multi_node_problems(config)]
         if problems:
             refuse(problems)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # Each swept value composes a job of its own; the sweep's config holds only the first.
-        record = OmegaConf.to_container(config.hydra.overrides, resolve=False)  # as typed: ${...} unresolved
-        overrides = [*record["hydra"], *record["task"]]
-        problems = added_overrides(config, sys.argv[1:]) or command_problems(overrides, multirun=True)
-        if problems := problems or launcher_problems(config):
+        with _failing_closed():
+            # Each swept value composes a job of its own; the sweep's config holds only the first.
+            record = OmegaConf.to_container(config.hydra.overrides, resolve=False)  # as typed: ${...} unresolved
+            overrides = [*record["hydra"], *record["task"]]
+            problems = added_overrides(config, sys.argv[1:]) or command_problems(overrides, multirun=True)
+            problems = problems or launcher_problems(config)
+        if problems:
             refuse(problems)
+
+
+@contextmanager
+def _failing_closed() -> Iterator[None]:
+    """Refuses the command when a check itself fails: Hydra would only warn of a callback's error and run unchecked."""
+    try:
+        yield
+    except Exception as error:
+        refuse([f"the config could not be checked: {describe(error)}"])

@@ -8,6 +8,7 @@ under a second instead of minutes into a run.
 import importlib.util
 import os
 import re
+import tempfile
 import zipfile
 from pathlib import Path
 from collections.abc import Sequence
@@ -45,6 +46,7 @@ ROOT_RULES = {
     "mode": OneOf(("max", "min")),
     "run_dir": Text(),
     "verbose": Flag(),
+    "rendezvous_timeout": Number(0, low_open=True, nullable=True),
     "overwrite": Flag(),
     "schedule_log_scale": Flag(nullable=True),
     "allowed_targets": ListOf(Text(), nullable=True),
@@ -455,6 +457,15 @@ def hydra_problems(cfg: DictConfig, command_line: Sequence[str]) -> list[str]:
     return policy.problems(found)
 
 
+def _can_create_in(folder: Path) -> bool:
+    """Whether a directory can be made in ``folder``, tried: ``os.access`` tells root yes everywhere, /proc too."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".lit_train-check-", dir=folder))
+    except OSError:
+        return False
+    return True
+
+
 def _check_paths(cfg: dict, problems: list[str]) -> None:
     ckpt = cfg.get("ckpt_path")
     if isinstance(ckpt, str) and not Path(ckpt).is_file():
@@ -478,7 +489,7 @@ def _check_paths(cfg: dict, problems: list[str]) -> None:
         existing = Path(os.path.abspath(run_dir))
         while not existing.exists():
             existing = existing.parent
-        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        if not existing.is_dir() or not _can_create_in(existing):
             problems.append(f"run_dir: cannot write under {str(existing)!r} (for {run_dir!r}); "
                             "choose another with hydra.run.dir=...")
 

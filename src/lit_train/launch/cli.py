@@ -20,16 +20,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from lit_train.config.checks import ConfigProblem, refuse, report
 from lit_train.config.compose import CONFIG_MODULE, CONFIG_NAME, check_overrides
+from lit_train.config.early import early_problems
 from lit_train.config.messages import describe
 from lit_train.config.overrides import expand_callback_additions, with_recorded_overrides
 from lit_train.config.validate import validate
 from lit_train.launch import resolvers  # noqa: F401  (a job unpickled by a launcher resolves ${lit_train.pid:})
 from lit_train.launch.ranks import ranks_of_this_job
 from lit_train.training.run_dir import taken_back
+from lit_train.training.summary import EXIT_DIVERGED, EXIT_RUN_FAILED
 
-EXIT_RUN_FAILED = 1
-#: Exit code of a run that failed numerically (summary.json: "status": "diverged").
-EXIT_DIVERGED = 3
 #: Hydra's flags that take a value, which is not an override.
 _FLAGS_WITH_VALUE = ("-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name",
                      "-cd", "--config-dir", "--experimental-rerun", "-sc", "--shell-completion")
@@ -133,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     # Hydra's errors come here instead of to its own report (a traceback): a command line that
     # does not compose is then explained one line per bad override. Ranks and trials inherit it.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    if problems := early_problems(expanded, _overrides(expanded), CONFIG_MODULE, CONFIG_NAME):
+        refuse(problems)
     _jobs_started.clear()
     try:
         _job()

@@ -28,11 +28,12 @@ from lit_train.training.console import ModelSummary, QuietLightning, quiet_light
 from lit_train.training.loggers import ResumableCSVLogger
 from lit_train.training.optim import GroupSchedule, Optimization, attach_optimizers
 from lit_train.training.profiler import NoProfiler
+from lit_train.training.rendezvous import RendezvousWatch
 from lit_train.training.run_dir import Footprint
 from lit_train.training.signals import StopAtStepEnd, StopRequested, StopSignals
 from lit_train.training.resume import RngState, find_resume_checkpoint
 from lit_train.config.specs import MODULES, SCHEDULERS
-from lit_train.training.summary import format_summary, monitored_value, to_number, write_json_atomic
+from lit_train.training.summary import EXIT_RUN_FAILED, format_summary, monitored_value, to_number, write_json_atomic
 from lit_train.training.tune import find_lr, show_schedule, use_lr_command
 
 if TYPE_CHECKING:
@@ -397,6 +398,18 @@ def _checkpoint_folders(cfg: DictConfig) -> list[Path]:
     return list(dict.fromkeys(folders))
 
 
+def _rendezvous_watch(cfg: DictConfig, trainer: L.Trainer, footprint: Footprint | None) -> RendezvousWatch:
+    """Bounds the wait for the run's other processes by ``rendezvous_timeout`` (see :mod:`lit_train.training.rendezvous`)."""
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    where = f"{environment.main_address}:{environment.main_port}" if environment is not None else "?"
+
+    def abandon() -> None:
+        if footprint is not None and not footprint.wrote_checkpoint():
+            footprint.take_back()
+
+    return RendezvousWatch(trainer.world_size, cfg.rendezvous_timeout, where, abandon, EXIT_RUN_FAILED)
+
+
 def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None, signals: StopSignals) -> float | None:
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # the seed is in the saved config
@@ -414,23 +427,24 @@ def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None, signals: S
 
     status, results = "failed", {}
     try:
-        if cfg.action == "lr_find":
-            results["lr_suggestion"] = suggestion = find_lr(trainer, module, datamodule)
-            if suggestion is not None and trainer.is_global_zero:  # without one, the finder said why
-                # optimizer.lr is the LR before scale_lr multiplies it; the suggestion is the LR the test applied.
-                command = use_lr_command(suggestion / optimization.lr_factor(trainer), _task_overrides())
-                print(f"lit_train: suggested learning rate {suggestion:.4g}\n  use it: {command}")
-        elif cfg.action == "show_schedule":
-            results["lr_schedule"] = show_schedule(trainer, module, datamodule, optimization, run_dir / "lr_schedule.png",
-                                                   log_scale=cfg.schedule_log_scale)
-        elif cfg.action == "doctor":
-            from lit_train.training.doctor import run_doctor
+        with _rendezvous_watch(cfg, trainer, footprint):
+            if cfg.action == "lr_find":
+                results["lr_suggestion"] = suggestion = find_lr(trainer, module, datamodule)
+                if suggestion is not None and trainer.is_global_zero:  # without one, the finder said why
+                    # optimizer.lr is the LR before scale_lr multiplies it; the suggestion is the LR the test applied.
+                    command = use_lr_command(suggestion / optimization.lr_factor(trainer), _task_overrides())
+                    print(f"lit_train: suggested learning rate {suggestion:.4g}\n  use it: {command}")
+            elif cfg.action == "show_schedule":
+                results["lr_schedule"] = show_schedule(trainer, module, datamodule, optimization, run_dir / "lr_schedule.png",
+                                                       log_scale=cfg.schedule_log_scale)
+            elif cfg.action == "doctor":
+                from lit_train.training.doctor import run_doctor
 
-            report = run_doctor(trainer, module, datamodule, run_dir, optimization, cfg.doctor)
-            results["doctor"] = {"verdict": report.verdict, "errors": report.count("error"),
-                                 "warnings": report.count("warning")}
-        else:
-            results = _train_and_test(cfg, trainer, module, datamodule, start, test)
+                report = run_doctor(trainer, module, datamodule, run_dir, optimization, cfg.doctor)
+                results["doctor"] = {"verdict": report.verdict, "errors": report.count("error"),
+                                     "warnings": report.count("warning")}
+            else:
+                results = _train_and_test(cfg, trainer, module, datamodule, start, test)
         status = "pruned" if _pruned(trainer) else "completed"
         if results.get("stopped_reason") in DIVERGED_REASONS:
             status = "diverged"

@@ -7,6 +7,11 @@ from typing import Any
 
 from lit_train.training.atomic import atomic_write
 
+#: Exit code of a run that failed (an error, or its processes never met).
+EXIT_RUN_FAILED = 1
+#: Exit code of a run that failed numerically (summary.json: "status": "diverged").
+EXIT_DIVERGED = 3
+
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Writes ``data`` as JSON so that ``path`` is either the old or the complete new file, never partial."""
