@@ -1,7 +1,7 @@
 """Bad configs give one line per problem naming the key, the bad value and what is allowed."""
 
 import pytest
-from support import compose_config
+from support import ROOT, compose_config
 
 from lit_train.config.compose import check_overrides
 from lit_train.config.overrides import expand_callback_additions
@@ -69,6 +69,16 @@ BAD = [
     (["allowed_targets=torch."], "allowed_targets: must be a list of non-empty strings, got 'torch.'"),
     (["allowed_targets=['*']"], "allowed_targets: each entry must be a package, module or class name such as my_pkg (or my_pkg.), got '*'"),
     (["+callbacks.extra={foo: 1}"], "callbacks.extra: must be a callback config with a _target_"),
+    # Each target's own arguments, ranges and rules between arguments.
+    (["+data.batch_sise=3"], "data.batch_sise: not an argument of lit_train.data.DigitsDataModule; did you mean 'batch_size'?"),
+    (["+model.net.hiden=3"], "model.net.hiden: not an argument of lit_train.models.MLP; did you mean 'hidden'?"),
+    (["+model.compiled=true"], "model.compiled: not an argument of lit_train.modules.Classifier; did you mean 'compile'?"),
+    (["+callbacks.lr_monitor.log_momentm=true"], "callbacks.lr_monitor.log_momentm: not an argument of lightning.pytorch.callbacks.LearningRateMonitor; did you mean 'log_momentum'?"),
+    (["data.num_classes=3"], "data.num_classes: must be one of 10, got 3"),
+    (["data=text", "model=gpt", "data.path=/nonexistent/book.txt"], "data.path: no such file '/nonexistent/book.txt'"),
+    (["model.net.hidden=64"], "model.net.hidden: must be a list of integers >= 1, got 64"),
+    (["model=cnn", "model.net.hidden=[64]"], "model.net.hidden: must be an integer >= 1, got [64]"),
+    (["+model.label_smoothing=1.0"], "model.label_smoothing: must be a number in [0, 1), got 1.0"),
 ]
 
 
@@ -94,6 +104,8 @@ COMPOSE_ERRORS = [
     (["optimzer=adam"], "optimzer: no such key; did you mean 'optimizer'?"),
     (["trainer.max_epoch=3"], "trainer.max_epoch: no such key; did you mean 'max_epochs'?"),
     (["optimizer=="], "bad override:"),
+    (["data.batch_sise=3"], "data.batch_sise: no such key; did you mean 'batch_size'?"),
+    (["model.net.hiden=3"], "model.net.hiden: no such key; did you mean 'hidden'?"),
 ]
 
 
@@ -163,8 +175,10 @@ def test_allowed_targets_admits_a_listed_config(tmp_path):
     assert check_overrides([f"allowed_targets={prefixes}", f"hydra.run.dir={tmp_path}"]) == []
 
 
-def test_the_compile_modes_checked_are_the_ones_the_modules_take():
-    from lit_train.config.validate import GROUP_RULES
-    from lit_train.modules import TaskModule
-
-    assert GROUP_RULES["model"]["compile_mode"].choices == TaskModule.COMPILE_MODES
+def test_a_users_class_gets_no_rules_of_lit_trains_classes(monkeypatch):
+    """Only a target's own spec checks its node: the digits' class count or a fraction is nothing to my_pkg's class,
+    which gets the keys its constructor takes."""
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "byo"))
+    overrides = ["data._target_=my_pkg.MyDataModule", "data.num_classes=1", "data.val_fraction=7",
+                 "+data.batch_sise=3", "model._target_=my_pkg.MyClassifier", "model.compile_mode=fast"]
+    assert check_overrides(overrides) == []

@@ -97,8 +97,13 @@ class Text:
 
 
 @dataclass(frozen=True)
+class Metric(Text):
+    """The name of a metric the model logs: checked against the metrics of a built-in module."""
+
+
+@dataclass(frozen=True)
 class ListOf:
-    """A list whose items all pass ``item`` (a :class:`Number` or :class:`Text`), with a length in ``lengths``."""
+    """A list whose items all pass ``item`` (a rule with ``describe``), with a length in ``lengths``."""
 
     item: Any
     lengths: tuple[int, ...] = ()
@@ -124,10 +129,15 @@ class ListOf:
 class Built:
     """A config node that names the class to build in ``_target_`` (its arguments are the class's to check)."""
 
+    nullable: bool = False
+
+    def describe(self, plural: bool = False) -> str:
+        return "configs with a _target_" if plural else "a config with a _target_"
+
     def check(self, value: Any) -> str | None:
-        if isinstance(value, dict) and isinstance(value.get("_target_"), str):
+        if isinstance(value, dict) and isinstance(value.get("_target_"), str) or value is None and self.nullable:
             return None
-        return "must be a config with a _target_"
+        return f"must be {self.describe()}"
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,9 @@ class Union:
     """Passes if any of ``rules`` passes."""
 
     rules: tuple[Any, ...]
+
+    def describe(self, plural: bool = False) -> str:
+        return " or ".join(rule.describe(plural) for rule in self.rules)
 
     def check(self, value: Any) -> str | None:
         reasons = [rule.check(value) for rule in self.rules]
@@ -148,6 +161,8 @@ FRACTION = Number(0, 1, high_open=True)
 POSITIVE = Number(0, low_open=True)
 NON_NEGATIVE = Number(0)
 COUNT = Number(1, integer=True)
+#: The seeds numpy (and so Lightning's seed_everything) accepts.
+SEED = Number(0, 2**32 - 1, integer=True)
 FLAG = Flag()
 #: PyTorch's kernel switches (``foreach``, ``fused``): ``None`` lets PyTorch choose.
 KERNEL = Flag(nullable=True)

@@ -1,45 +1,107 @@
-"""What lit_train knows about each optimizer and scheduler target, without importing torch.
+"""What lit_train knows about each class a built-in config names, without importing torch.
 
-Config validation reads these tables to check argument names and ranges before
-any heavy import; the optimizer wiring reads them to fill a scheduler's length
-from the run. A target missing here (your own class) is passed through as is.
+One :class:`Spec` per ``_target_``: every constructor argument a config may
+set, the rule its value must pass, and the rules between arguments. Config
+validation checks a node against the spec of its target before any heavy
+import; the optimizer wiring reads a scheduler's spec to fill its length from
+the run. A target without a spec (your own class) is left to its constructor,
+and ``tests/test_specs.py`` holds every spec against its class's signature.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from lit_train.config.rules import COUNT, FLAG, FRACTION, KERNEL, NON_NEGATIVE, POSITIVE, ListOf, Number, OneOf
+from lit_train.config.rules import (
+    COUNT, FLAG, FRACTION, KERNEL, NON_NEGATIVE, POSITIVE, SEED, Built, Flag, ListOf, Number, OneOf, Text,
+)
 
 #: Constructor arguments no spec lists: the ones lit_train passes itself (the parameters, the optimizer),
-#: a scheduler's resume position, callables (which a config cannot hold), and ``**kwargs``.
-UNLISTED_ARGUMENTS = frozenset({"params", "optimizer", "last_epoch", "scale_fn", "kwargs"})
+#: a scheduler's resume position, and callables (which a config cannot hold).
+UNLISTED_ARGUMENTS = frozenset({"params", "optimizer", "last_epoch", "scale_fn"})
+
+#: A rule between arguments: given a node's values (each already passing its own rule), its config path and the
+#: whole config, it returns one line per problem.
+Check = Callable[[Mapping[str, Any], str, Mapping[str, Any]], list[str]]
 
 
 @dataclass(frozen=True)
-class OptimizerSpec:
-    """An optimizer class: every constructor argument a config may set, with the rule its value must pass."""
+class Spec:
+    """A class that a config node names in ``_target_``.
+
+    Attributes:
+        params: Every constructor argument a config may set, with the rule its value must pass.
+        checks: The rules between arguments (see :data:`Check`).
+        fixed: Arguments of a base class that this class passes itself, so a config cannot set them.
+    """
 
     params: Mapping[str, Any]
+    checks: tuple[Check, ...] = field(default=(), kw_only=True)
+    fixed: frozenset[str] = field(default=frozenset(), kw_only=True)
 
 
 @dataclass(frozen=True)
-class SchedulerSpec:
+class OptimizerSpec(Spec):
+    """An optimizer class (its parameters are passed by lit_train)."""
+
+
+@dataclass(frozen=True)
+class SchedulerSpec(Spec):
     """An LR scheduler and how lit_train wires it.
 
     Attributes:
-        params: Every constructor argument a config may set (besides the
-            optimizer), with the rule its value must pass.
         length_arg: The argument that takes the run's length (total steps, or
             epochs with ``interval: epoch``); lit_train fills it unless set.
         needs_monitor: Whether it steps on a monitored metric (plateau): the run's ``monitor``.
         interval: What its arguments count, and so when it steps: ``step`` or ``epoch``.
     """
 
-    params: Mapping[str, Any]
     length_arg: str | None = None
     needs_monitor: bool = False
     interval: str = "epoch"
+
+
+@dataclass(frozen=True)
+class DataSpec(Spec):
+    """A data module of lit_train and the task its data is for (a :class:`ModuleSpec`'s ``task``)."""
+
+    task: str = field(kw_only=True)
+
+
+@dataclass(frozen=True)
+class ModuleSpec(Spec):
+    """A LightningModule of lit_train: the data it fits and the metric names it logs."""
+
+    task: str = field(kw_only=True)
+    metrics: tuple[str, ...] = field(default=(), kw_only=True)
+
+    def logged(self) -> list[str]:
+        """Every metric key it logs: the loss and its metrics, per stage (``val/loss``)."""
+        names = ("loss", *self.metrics)
+        return [f"{stage}/{name}" for stage in ("train", "val", "test") for name in names]
+
+
+def _numbers(*values: Any) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def below(low: str, high: str) -> Check:
+    """The rule that argument ``low`` is below argument ``high`` when both are set."""
+
+    def check(node: Mapping[str, Any], at: str, run: Mapping[str, Any]) -> list[str]:
+        if low in node and high in node and _numbers(node[low], node[high]) and not node[low] < node[high]:
+            return [f"{at}.{low}: must be below {at}.{high} ({node[high]}), got {node[low]}"]
+        return []
+
+    return check
+
+
+def _nesterov_momentum(node: Mapping[str, Any], at: str, run: Mapping[str, Any]) -> list[str]:
+    # SGD refuses Nesterov without momentum only at its construction.
+    if node.get("nesterov") is True and not node.get("momentum"):
+        return [f"{at}.nesterov: Nesterov needs {at}.momentum > 0, got momentum={node.get('momentum')!r}"]
+    return []
 
 
 #: Arguments every PyTorch optimizer takes.
@@ -50,7 +112,7 @@ _BETAS = ListOf(FRACTION, lengths=(2,))
 OPTIMIZERS: dict[str, OptimizerSpec] = {
     "torch.optim.SGD": OptimizerSpec({
         **_TORCH_OPTIMIZER, "momentum": FRACTION, "dampening": FRACTION, "nesterov": FLAG, "fused": KERNEL,
-    }),
+    }, checks=(_nesterov_momentum,)),
     "torch.optim.Adagrad": OptimizerSpec({
         **_TORCH_OPTIMIZER, "lr_decay": NON_NEGATIVE, "initial_accumulator_value": NON_NEGATIVE, "eps": POSITIVE,
         "fused": KERNEL,
@@ -74,6 +136,13 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
         "max_grad_norm": NON_NEGATIVE, "adam": FLAG, "pre_norm": FLAG,
     }),
 }
+
+def _warmup_within_run(node: Mapping[str, Any], at: str, run: Mapping[str, Any]) -> list[str]:
+    warmup, max_steps = node.get("warmup_steps"), run.get("trainer", {}).get("max_steps", -1)
+    if isinstance(warmup, int) and isinstance(max_steps, int) and max_steps > 0 and warmup >= max_steps:
+        return [f"{at}.warmup_steps: the warmup ({warmup}) must be shorter than the run (trainer.max_steps={max_steps})"]
+    return []
+
 
 _SCHED = "torch.optim.lr_scheduler."
 _MOMENTUM_CYCLE = {"cycle_momentum": FLAG, "base_momentum": FRACTION, "max_momentum": FRACTION}
@@ -112,7 +181,7 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
         "step_size_down": Number(1, integer=True, nullable=True),
         "mode": OneOf(("exp_range", "triangular", "triangular2")), "gamma": POSITIVE,
         "scale_mode": OneOf(("cycle", "iterations")), **_MOMENTUM_CYCLE,
-    }, interval="step"),
+    }, checks=(below("base_lr", "max_lr"),), interval="step"),
     _SCHED + "LinearLR": SchedulerSpec(
         {"start_factor": Number(0, 1, low_open=True), "end_factor": Number(0, 1), "total_iters": COUNT},
         length_arg="total_iters",
@@ -124,9 +193,96 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
             "warmup_steps": Number(0, integer=True, nullable=True), "start_factor": Number(0, 1),
             "eta_min_ratio": Number(0, 1),
         },
+        checks=(_warmup_within_run,),
         length_arg="total_steps",
         interval="step",
     ),
+}
+
+def _text_file_exists(node: Mapping[str, Any], at: str, run: Mapping[str, Any]) -> list[str]:
+    path = node.get("path")
+    return [f"{at}.path: no such file {path!r}"] if isinstance(path, str) and not Path(path).is_file() else []
+
+
+#: The split, batch and seed arguments of ``lit_train.data.TensorDataModule``, which every built-in data module
+#: passes on through its ``**kwargs``.
+_SPLIT = {"batch_size": COUNT, "val_fraction": FRACTION, "test_fraction": FRACTION, "seed": SEED}
+_TENSOR_DATA = {**_SPLIT, "standardize": FLAG}
+_SAMPLES = {"num_samples": COUNT, "noise": NON_NEGATIVE}
+#: The GPT's attention holds a block_size x block_size causal mask, and batch x heads times that in scores: past
+#: this the first step needs gigabytes (the mask alone 2.7e8 bytes at the limit). The text data caps it too, as
+#: model=gpt takes its block_size from there, where the user sets it.
+_BLOCK_SIZE = Number(1, 16384, integer=True)
+
+DATA_MODULES: dict[str, DataSpec] = {
+    "lit_train.data.DigitsDataModule": DataSpec(
+        {**_SPLIT, "num_features": OneOf((64,)), "num_classes": OneOf((10,))},
+        fixed=frozenset({"standardize"}), task="classification",
+    ),
+    "lit_train.data.BlobsDataModule": DataSpec(
+        {**_TENSOR_DATA, **_SAMPLES, "num_features": COUNT, "num_classes": Number(2, integer=True)},
+        task="classification",
+    ),
+    "lit_train.data.XorDataModule": DataSpec(
+        {**_TENSOR_DATA, **_SAMPLES, "num_features": OneOf((2,)), "num_classes": OneOf((2,))},
+        task="classification",
+    ),
+    "lit_train.data.RegressionDataModule": DataSpec(
+        {**_TENSOR_DATA, **_SAMPLES, "function": OneOf(("cubic", "linear")), "num_features": OneOf((1,))},
+        task="regression",
+    ),
+    "lit_train.data.TextDataModule": DataSpec(
+        {
+            "path": Text(nullable=True), "vocab_size": COUNT, "block_size": _BLOCK_SIZE,
+            "stride": Number(1, integer=True, nullable=True), "val_fraction": FRACTION, "batch_size": COUNT,
+            "seed": SEED, "standardize": FLAG,
+        },
+        fixed=frozenset({"test_fraction"}), checks=(_text_file_exists,), task="language_model",
+    ),
+}
+
+
+def _heads_divide_width(node: Mapping[str, Any], at: str, run: Mapping[str, Any]) -> list[str]:
+    heads, width = node.get("n_head"), node.get("n_embd")
+    if isinstance(heads, int) and isinstance(width, int) and heads > 0 and width % heads:
+        return [f"{at}.n_head: must divide {at}.n_embd ({width}), got {heads}"]
+    return []
+
+
+_ACTIVATION = OneOf(("gelu", "relu", "sigmoid", "silu", "tanh"))
+_INIT = OneOf(("default", "he", "xavier"))
+
+#: The networks of ``lit_train.models``.
+NETWORKS: dict[str, Spec] = {
+    "lit_train.models.MLP": Spec({
+        "in_features": COUNT, "out_features": COUNT, "hidden": ListOf(COUNT), "activation": _ACTIVATION,
+        "dropout": FRACTION, "init": _INIT,
+    }),
+    "lit_train.models.CNN": Spec({
+        "image_shape": ListOf(COUNT, lengths=(3,)), "num_classes": COUNT, "channels": ListOf(COUNT), "hidden": COUNT,
+        "activation": _ACTIVATION, "dropout": FRACTION, "init": _INIT,
+    }),
+    "lit_train.models.GPT": Spec(
+        {"vocab_size": COUNT, "block_size": _BLOCK_SIZE, "n_layer": COUNT, "n_head": COUNT, "n_embd": COUNT,
+         "dropout": FRACTION},
+        checks=(_heads_divide_width,),
+    ),
+}
+
+#: The arguments of ``lit_train.modules.TaskModule``: the network and torch.compile's switches.
+_TASK_MODULE = {
+    "net": Built(),
+    "compile": FLAG,
+    "compile_mode": OneOf(("default", "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead")),
+    "compile_dynamic": Flag(nullable=True),
+}
+MODULES: dict[str, ModuleSpec] = {
+    "lit_train.modules.Classifier": ModuleSpec(
+        {**_TASK_MODULE, "num_classes": Number(2, integer=True), "label_smoothing": FRACTION},
+        task="classification", metrics=("acc",),
+    ),
+    "lit_train.modules.Regressor": ModuleSpec(_TASK_MODULE, task="regression", metrics=("mae",)),
+    "lit_train.modules.LanguageModel": ModuleSpec(_TASK_MODULE, task="language_model", metrics=("ppl",)),
 }
 
 #: The arguments of ``lightning.pytorch.Trainer`` (a test holds them to its signature).
@@ -152,22 +308,3 @@ OWN_SETTINGS = {
 }
 #: Hydra's instantiation keys, never constructor arguments.
 HYDRA_KEYS = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
-
-
-@dataclass(frozen=True)
-class ModuleSpec:
-    """A LightningModule of lit_train: the data it fits and the metric names it logs."""
-
-    task: str
-    metrics: tuple[str, ...] = field(default=())
-
-    def logged(self) -> list[str]:
-        names = ("loss", *self.metrics)
-        return [f"{stage}/{name}" for stage in ("train", "val", "test") for name in names]
-
-
-MODULES: dict[str, ModuleSpec] = {
-    "lit_train.modules.Classifier": ModuleSpec("classification", ("acc",)),
-    "lit_train.modules.Regressor": ModuleSpec("regression", ("mae",)),
-    "lit_train.modules.LanguageModel": ModuleSpec("language_model", ("ppl",)),
-}

@@ -11,32 +11,32 @@ import re
 import tempfile
 import zipfile
 from pathlib import Path
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from lit_train.config.callback_specs import CALLBACKS
 from lit_train.config.specs import (
-    HYDRA_KEYS, MODULES, OPTIMIZERS, OWN_SETTINGS, SCHEDULERS, TRAINER_ARGUMENTS, TRAINER_SET_BY_LIT_TRAIN,
+    DATA_MODULES, HYDRA_KEYS, MODULES, NETWORKS, OPTIMIZERS, OWN_SETTINGS, SCHEDULERS, TRAINER_ARGUMENTS,
+    TRAINER_SET_BY_LIT_TRAIN, ModuleSpec, SchedulerSpec, Spec,
 )
 from lit_train.config.messages import did_you_mean
-from lit_train.config.rules import Built, Flag, ListOf, Number, OneOf, Text, Union
+from lit_train.config.rules import (
+    COUNT, KERNEL, NON_NEGATIVE, POSITIVE, SEED, Built, Flag, ListOf, Metric, Number, OneOf, Text, Union,
+)
 from lit_train.config.targets import Site, TargetPolicy, entry_problem, sets_key, sites, typed
 
 _BAD = object()  # stands for a value that could not be resolved (already reported)
 
-_FRACTION = Number(0, 1, high_open=True)
-_POSITIVE = Number(0, low_open=True)
-_NON_NEGATIVE = Number(0)
-_COUNT = Number(1, integer=True)
-#: The seeds numpy (and so Lightning's seed_everything) accepts.
-_SEED = Number(0, 2**32 - 1, integer=True)
+#: Every spec of a ``_target_``, wherever its node sits (a user's own class has none).
+SPEC_TABLES: tuple[Mapping[str, Spec], ...] = (OPTIMIZERS, SCHEDULERS, DATA_MODULES, NETWORKS, MODULES, CALLBACKS)
 
 ROOT_RULES = {
     "action": OneOf(("doctor", "lr_find", "show_schedule", "train")),
-    "seed": _SEED,
+    "seed": SEED,
     "deterministic": Union((Flag(), OneOf(("warn",)))),
     "train": Flag(),
     "test": Flag(),
@@ -56,57 +56,27 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
     "optimization": {
         "decay_norm_and_bias": Flag(),
         "scale_lr": OneOf(("linear", "none", "sqrt")),
-        "base_batch_size": _COUNT,
+        "base_batch_size": COUNT,
         "interval": OneOf(("epoch", "step"), nullable=True),
-        "frequency": _COUNT,
+        "frequency": COUNT,
         "kernel": OneOf(("auto", "default")),
-    },
-    "data": {
-        "batch_size": _COUNT,
-        "val_fraction": _FRACTION,
-        "test_fraction": _FRACTION,
-        "num_samples": _COUNT,
-        "noise": _NON_NEGATIVE,
-        "num_features": _COUNT,
-        "num_classes": Number(2, integer=True),
-        "vocab_size": _COUNT,
-        # The GPT's attention holds a block_size x block_size causal mask, and batch x heads times that in
-        # scores: past this the first step needs gigabytes (the mask alone 2.7e8 bytes at the limit).
-        "block_size": Number(1, 16384, integer=True),
-        "seed": _SEED,
-    },
-    # The built-in modules' compile switches (lit_train.modules.TaskModule).
-    "model": {
-        "compile": Flag(),
-        "compile_mode": OneOf(("default", "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead")),
-        "compile_dynamic": Flag(nullable=True),
-    },
-    "model.net": {
-        "hidden": Union((ListOf(_COUNT), _COUNT)),
-        "channels": ListOf(_COUNT),
-        "activation": OneOf(("gelu", "relu", "sigmoid", "silu", "tanh")),
-        "dropout": _FRACTION,
-        "init": OneOf(("default", "he", "xavier")),
-        "n_layer": _COUNT,
-        "n_head": _COUNT,
-        "n_embd": _COUNT,
     },
     "trainer": {
         "max_epochs": Number(1, integer=True, nullable=True, also=(-1,)),
         "max_steps": Number(1, integer=True, also=(-1,)),
-        "accumulate_grad_batches": _COUNT,
+        "accumulate_grad_batches": COUNT,
         "gradient_clip_val": Number(0, nullable=True),
         "gradient_clip_algorithm": OneOf(("norm", "value"), nullable=True),
         "precision": OneOf(
             ("64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed", "64", "32", "16", "bf16", 64, 32, 16),
         ),
-        "num_nodes": _COUNT,
+        "num_nodes": COUNT,
         # Lightning's forms: a count (-1: all), device indices, or a string ("auto", "0,1").
         "devices": Union((Number(1, integer=True, also=(-1,)), ListOf(Number(0, integer=True)), Text())),
         "check_val_every_n_epoch": Number(1, integer=True, nullable=True),
-        "log_every_n_steps": _COUNT,
+        "log_every_n_steps": COUNT,
         "fast_dev_run": Union((Flag(), Number(0, integer=True))),
-        "overfit_batches": _NON_NEGATIVE,
+        "overfit_batches": NON_NEGATIVE,
         "limit_train_batches": Number(0, nullable=True),
         "limit_val_batches": Number(0, nullable=True),
         "limit_test_batches": Number(0, nullable=True),
@@ -131,7 +101,7 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
     },
     # action=doctor's thresholds (lit_train.training.doctor.DoctorSettings).
     "doctor": {
-        "data_batches": _COUNT,
+        "data_batches": COUNT,
         "scale_limit": Number(1, low_open=True),
         "imbalance_ratio": Number(1, low_open=True),
         "overlap_fraction": Number(0, 1),
@@ -139,9 +109,9 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
         "init_mse_ratio": Number(1, low_open=True),
         "saturation_fraction": Number(0, 1),
         "dead_fraction": Number(0, 1),
-        "exploding_norm": _POSITIVE,
+        "exploding_norm": POSITIVE,
         "vanishing_ratio": Number(1, low_open=True),
-        "overfit_steps": _COUNT,
+        "overfit_steps": COUNT,
         "overfit_loss_ratio": Number(0, 1, low_open=True),
         "lr_low_factor": Number(1, low_open=True),
     },
@@ -151,65 +121,18 @@ GROUP_RULES: dict[str, dict[str, Any]] = {
         "judge_after": Number(0, 1, low_open=True, high_open=True),
         "not_decreasing_tolerance": Number(0, 1, low_open=True, high_open=True),
         "divergence_factor": Number(1, low_open=True),
-        "overfitting_rise": _POSITIVE,
-        "overfitting_patience": _COUNT,
+        "overfitting_rise": POSITIVE,
+        "overfitting_patience": COUNT,
         "oscillation_rise_share": Number(0, 1, low_open=True, high_open=True),
-        "oscillation_jump": _POSITIVE,
-        "exploding_norm": _POSITIVE,
-        "vanishing_norm": _NON_NEGATIVE,
-        "gradient_patience": _COUNT,
+        "oscillation_jump": POSITIVE,
+        "exploding_norm": POSITIVE,
+        "vanishing_norm": NON_NEGATIVE,
+        "gradient_patience": COUNT,
     },
-}
-_CHECKPOINT_RULES = {
-    "save_top_k": Number(-1, integer=True),
-    "every_n_train_steps": Number(0, integer=True, nullable=True),
-    "every_n_epochs": Number(0, integer=True, nullable=True),
-    "save_last": Union((Flag(nullable=True), OneOf(("link",)))),
-    "mode": OneOf(("max", "min")),
 }
 #: Groups that hold lit_train's own settings and nothing else: a key no rule names is a typo, which would
 #: otherwise fail the run only once it reads them (the health record, after training).
 SETTINGS_GROUPS = ("doctor", "health")
-#: Values of the callbacks lit_train configures, by ``_target_``: checked here rather than by their constructors,
-#: which would raise only once torch is imported and the run directory exists.
-CALLBACK_RULES: dict[str, dict[str, Any]] = {
-    "lit_callbacks.GradientMonitor": {
-        "log_every_n_steps": Number(0, integer=True, nullable=True),
-        "per": OneOf(("module", "parameter")),
-        "on_nonfinite": OneOf(("skip", "stop", "warn")),
-        "vanishing": Number(0, nullable=True),
-        "exploding": Number(0, low_open=True, nullable=True),
-        "patience": _COUNT,
-        "max_skipped_fraction": Number(0, 1, low_open=True, nullable=True),
-    },
-    "lit_callbacks.Divergence": {"monitors": ListOf(Text()), "factor": Number(1, low_open=True)},
-    "lit_callbacks.Warmup": {
-        "steps": Number(1, integer=True, nullable=True),
-        "ratio": Number(0, 1, low_open=True, high_open=True, nullable=True),
-        "start_factor": Number(0, 1),
-        "mode": OneOf(("cosine", "exponential", "linear")),
-    },
-    "lit_callbacks.EarlyStopping": {
-        "patience": Number(0, integer=True),
-        "min_delta": _NON_NEGATIVE,
-        "mode": OneOf(("max", "min")),
-        "divergence_factor": Number(1, low_open=True, nullable=True),
-        "min_lr": Number(0, nullable=True),
-    },
-    "lit_callbacks.LRFinder": {
-        "min_lr": _POSITIVE,
-        "max_lr": _POSITIVE,
-        "num_training_steps": Number(10, integer=True),
-        "early_stop_threshold": Number(1, low_open=True, nullable=True),
-        "mode": OneOf(("exponential", "linear")),
-        "method": OneOf(("minimum", "steepest", "valley")),
-    },
-    "lit_callbacks.WeightPenalty": {"l1": _NON_NEGATIVE, "l2": _NON_NEGATIVE},
-    "lit_callbacks.ActivationMonitor": {"log_every_n_steps": Number(0, integer=True, nullable=True)},
-    "lit_train.training.checkpoint.ModelCheckpoint": _CHECKPOINT_RULES,
-    "lightning.pytorch.callbacks.ModelCheckpoint": _CHECKPOINT_RULES,
-    "lightning.pytorch.callbacks.LearningRateMonitor": {"logging_interval": OneOf(("epoch", "step"), nullable=True)},
-}
 #: Strategies that need a package beyond lit_train's own dependencies.
 STRATEGY_PACKAGES = {"deepspeed": "deepspeed"}
 #: Loggers and the package each needs.
@@ -252,105 +175,105 @@ def _check_rules(values: dict, rules: dict, path: str, problems: list[str]) -> N
             problems.append(f"{path}{key}: {reason}, got {values[key]!r}")
 
 
-def _check_arguments(node: dict, group: str, allowed: Any, problems: list[str]) -> None:
+def spec_of(target: Any) -> Spec | None:
+    """The spec of ``target`` (a ``_target_``'s value), or ``None`` for a class lit_train does not ship."""
+    return next((table[target] for table in SPEC_TABLES if target in table), None)
+
+
+def _check_arguments(node: dict, path: str, spec: Spec, problems: list[str], own_settings: bool) -> None:
     target = node.get("_target_")
     for key in node:
-        if key in OWN_SETTINGS:
-            problems.append(f"{group}.{key}: lit_train's own setting, not an argument of {target}: set "
+        if key in spec.params or key in HYDRA_KEYS:
+            continue
+        if own_settings and key in OWN_SETTINGS:
+            problems.append(f"{path}.{key}: lit_train's own setting, not an argument of {target}: set "
                             f"{OWN_SETTINGS[key]} instead")
-        elif key not in allowed and key not in HYDRA_KEYS:
-            problems.append(f"{group}.{key}: not an argument of {target}{did_you_mean(key, sorted(allowed))}")
+        else:
+            problems.append(f"{path}.{key}: not an argument of {target}{did_you_mean(key, sorted(spec.params))}")
+
+
+def _check_node(node: dict, path: str, cfg: dict, problems: list[str], own_settings: bool = False) -> Spec | None:
+    """Checks ``node`` against the spec of its ``_target_``, and each node with a ``_target_`` inside it.
+
+    A target without a spec is a class lit_train does not know: its arguments
+    are its own to check (lit_train passes it only those it takes).
+    """
+    spec = spec_of(node.get("_target_"))
+    if spec is not None:
+        _check_arguments(node, path, spec, problems, own_settings)
+        reported = len(problems)
+        _check_rules(node, spec.params, f"{path}.", problems)
+        # Rules between values hold only between values that are each fine: one mistake, one line.
+        if len(problems) == reported and _BAD not in node.values():
+            for check in spec.checks:
+                problems += check(node, path, cfg)
+    for key, value in node.items():
+        if isinstance(value, dict) and isinstance(value.get("_target_"), str):
+            _check_node(value, f"{path}.{key}", cfg, problems)
+    return spec
 
 
 def _run_length_known(trainer: dict) -> bool:
     return trainer.get("max_steps", -1) not in (-1, None) or trainer.get("max_epochs") not in (-1, None)
 
 
-def _check_optimizer(optimizer: dict, problems: list[str]) -> None:
-    target = optimizer.get("_target_")
+def _check_optimizer(optimizer: dict, cfg: dict, problems: list[str]) -> None:
     if optimizer.get("_partial_") is not True:
         problems.append("optimizer._partial_: must be true (lit_train passes the parameters later), got "
                         f"{optimizer.get('_partial_')!r}")
-    if target in OPTIMIZERS:
-        _check_arguments(optimizer, "optimizer", OPTIMIZERS[target].params, problems)
-        # PyTorch's kernel switches take no "auto": lit_train's own setting picks by device.
-        automatic = [key for key in ("fused", "foreach") if optimizer.get(key) == "auto"]
-        for key in automatic:
-            problems.append(f"optimizer.{key}: must be true or false (or null), got 'auto'; set "
-                            "optimization.kernel=auto for the fastest kernel the parameters' devices have")
-        checked = {key: value for key, value in optimizer.items() if key not in automatic}
-        _check_rules(checked, OPTIMIZERS[target].params, "optimizer.", problems)
-    if optimizer.get("nesterov") is True and not optimizer.get("momentum"):
-        problems.append("optimizer.nesterov: Nesterov needs optimizer.momentum > 0, got "
-                        f"momentum={optimizer.get('momentum')!r}")
+    spec = spec_of(optimizer.get("_target_"))
+    # PyTorch's kernel switches take no "auto": lit_train's own setting picks by device.
+    automatic = [key for key, rule in (spec.params if spec else {}).items() if rule == KERNEL
+                 and optimizer.get(key) == "auto"]
+    for key in automatic:
+        problems.append(f"optimizer.{key}: must be true or false (or null), got 'auto'; set "
+                        "optimization.kernel=auto for the fastest kernel the parameters' devices have")
+    checked = {key: value for key, value in optimizer.items() if key not in automatic}
+    _check_node(checked, "optimizer", cfg, problems, own_settings=True)
 
 
 def _check_scheduler(scheduler: dict, cfg: dict, problems: list[str]) -> None:
-    target = scheduler.get("_target_")
-    if target is None:
+    spec = _check_node(scheduler, "scheduler", cfg, problems, own_settings=True)
+    if not isinstance(spec, SchedulerSpec) or not spec.length_arg or spec.length_arg in scheduler:
         return
-    spec = SCHEDULERS.get(target)
-    if spec is None:
-        return
-    _check_arguments(scheduler, "scheduler", spec.params, problems)
-    _check_rules(scheduler, spec.params, "scheduler.", problems)
     trainer = cfg.get("trainer", {})
-    if spec.length_arg and spec.length_arg not in scheduler:
-        interval = cfg.get("optimization", {}).get("interval") or spec.interval
-        if interval == "epoch" and trainer.get("max_epochs") in (-1, None):
-            problems.append(f"scheduler: {target} with interval=epoch needs a finite trainer.max_epochs, "
-                            f"got {trainer.get('max_epochs')!r}")
-        elif not _run_length_known(trainer):
-            problems.append(f"scheduler: {target} needs a finite run; set trainer.max_epochs or trainer.max_steps")
-    warmup = scheduler.get("warmup_steps")
-    max_steps = trainer.get("max_steps", -1)
-    if isinstance(warmup, int) and isinstance(max_steps, int) and max_steps > 0 and warmup >= max_steps:
-        problems.append(f"scheduler.warmup_steps: the warmup ({warmup}) must be shorter than the run "
-                        f"(trainer.max_steps={max_steps})")
-    base, top = scheduler.get("base_lr"), scheduler.get("max_lr")
-    if "CyclicLR" in target and all(isinstance(v, (int, float)) for v in (base, top)) and base >= top:
-        problems.append(f"scheduler.base_lr: must be below scheduler.max_lr ({top}), got {base}")
-
-
-def _data_task(data: dict) -> str:
-    if "vocab_size" in data:
-        return "language_model"
-    return "classification" if "num_classes" in data else "regression"
+    interval = cfg.get("optimization", {}).get("interval") or spec.interval
+    if interval == "epoch" and trainer.get("max_epochs") in (-1, None):
+        problems.append(f"scheduler: {scheduler['_target_']} with interval=epoch needs a finite trainer.max_epochs, "
+                        f"got {trainer.get('max_epochs')!r}")
+    elif not _run_length_known(trainer):
+        problems.append(f"scheduler: {scheduler['_target_']} needs a finite run; set trainer.max_epochs or "
+                        "trainer.max_steps")
 
 
 def _check_model(cfg: dict, problems: list[str]) -> list[str] | None:
-    """Checks model/data compatibility; returns the metrics the model logs, if lit_train knows the model."""
+    """Checks the model and its fit to the data; returns the metrics the model logs, if lit_train knows the model."""
     model, data = cfg.get("model", {}), cfg.get("data", {})
-    if model.get("_target_") in MODULES:
-        _check_rules(model, GROUP_RULES["model"], "model.", problems)
-    net = model.get("net")
-    if isinstance(net, dict):
-        _check_rules(net, GROUP_RULES["model.net"], "model.net.", problems)
-        heads, width = net.get("n_head"), net.get("n_embd")
-        if isinstance(heads, int) and isinstance(width, int) and heads > 0 and width % heads:
-            problems.append(f"model.net.n_head: must divide model.net.n_embd ({width}), got {heads}")
-    spec = MODULES.get(model.get("_target_"))
-    if spec is None:
+    spec = _check_node(model, "model", cfg, problems)
+    if not isinstance(spec, ModuleSpec):
         return None
-    data_target = str(data.get("_target_", ""))
-    if data_target.startswith("lit_train.data.") and _data_task(data) != spec.task:
-        problems.append(f"model: {model['_target_']} is for {spec.task} but data ({data_target}) is "
-                        f"{_data_task(data)} data; pick a matching model or data option")
+    data_spec = DATA_MODULES.get(data.get("_target_"))
+    if data_spec is not None and data_spec.task != spec.task:
+        problems.append(f"model: {model['_target_']} is for {spec.task} but data ({data['_target_']}) is "
+                        f"{data_spec.task} data; pick a matching model or data option")
     return spec.logged()
 
 
 def _check_monitors(cfg: dict, logged: list[str] | None, problems: list[str]) -> None:
+    if logged is None:
+        return
     where = [("monitor", cfg.get("monitor"))]
     for name, entry in (cfg.get("callbacks") or {}).items():
-        if isinstance(entry, dict) and "monitor" in entry:
-            where.append((f"callbacks.{name}.monitor", entry["monitor"]))
+        spec = spec_of(entry.get("_target_")) if isinstance(entry, dict) else None
+        where += [(f"callbacks.{name}.{key}", entry[key]) for key, rule in (spec.params if spec else {}).items()
+                  if isinstance(rule, Metric) and key in entry]
     for path, metric in where:
-        if logged is not None and isinstance(metric, str) and metric not in logged:
+        if isinstance(metric, str) and metric not in logged:
             problems.append(f"{path}: {metric!r} is never logged by the model{did_you_mean(metric, logged)} "
                             f"(it logs {', '.join(logged)})")
 
 
-def _check_callbacks(callbacks: Any, problems: list[str]) -> None:
+def _check_callbacks(callbacks: Any, cfg: dict, problems: list[str]) -> None:
     if not isinstance(callbacks, dict):
         problems.append(f"callbacks: must be a mapping of name -> callback config, got {callbacks!r}")
         return
@@ -358,13 +281,8 @@ def _check_callbacks(callbacks: Any, problems: list[str]) -> None:
         if entry is not None and not (isinstance(entry, dict) and isinstance(entry.get("_target_"), str)):
             problems.append(f"callbacks.{name}: must be a callback config with a _target_ (or null to switch it off), "
                             f"got {entry!r}")
-            continue
-        target = entry.get("_target_") if entry is not None else None
-        _check_rules(entry or {}, CALLBACK_RULES.get(target, {}), f"callbacks.{name}.", problems)
-        if target == "lit_callbacks.Warmup" and (entry.get("steps") is None) == (entry.get("ratio") is None):
-            problems.append(f"callbacks.{name}.steps: give exactly one of callbacks.{name}.steps and "
-                            f"callbacks.{name}.ratio (set the other to null), got steps={entry.get('steps')!r}, "
-                            f"ratio={entry.get('ratio')!r}")
+        elif entry is not None:
+            _check_node(entry, f"callbacks.{name}", cfg, problems)
 
 
 def _check_trainer_keys(trainer: dict, problems: list[str]) -> None:
@@ -481,9 +399,6 @@ def _check_paths(cfg: dict, problems: list[str]) -> None:
         problems.append("train: nothing to do with train=false and test=false")
     if cfg.get("overwrite") is True and cfg.get("resume") == "auto":
         problems.append("overwrite: overwrite=true starts over and resume=auto continues; choose one")
-    data_path = cfg.get("data", {}).get("path")
-    if isinstance(data_path, str) and not Path(data_path).is_file():
-        problems.append(f"data.path: no such file {data_path!r}")
     run_dir = cfg.get("run_dir")
     if isinstance(run_dir, str):
         existing = Path(os.path.abspath(run_dir))
@@ -551,7 +466,9 @@ def validate(cfg: DictConfig, command_line: Sequence[str] | None = None) -> list
         if not isinstance(plain[group], dict) and plain[group] is not _BAD:
             problems.append(f"{group}: must be a config mapping, got {plain[group]!r}")
             return problems
-    for group in ("data", "optimization", "trainer", "doctor", "health"):
+    if "data" in plain:
+        _check_node(plain["data"], "data", plain, problems)
+    for group in ("optimization", "trainer", "doctor", "health"):
         if group in plain:
             _check_rules(plain[group], GROUP_RULES[group], f"{group}.", problems)
     for group in (g for g in SETTINGS_GROUPS if isinstance(plain.get(g), dict)):
@@ -561,12 +478,12 @@ def validate(cfg: DictConfig, command_line: Sequence[str] | None = None) -> list
     if "trainer" in plain:
         _check_trainer_keys(plain["trainer"], problems)
     if "optimizer" in plain:
-        _check_optimizer(plain["optimizer"], problems)
+        _check_optimizer(plain["optimizer"], plain, problems)
     logged = _check_model(plain, problems) if "model" in plain else None
     if "scheduler" in plain:
         _check_scheduler(plain["scheduler"], plain, problems)
     if "callbacks" in plain:
-        _check_callbacks(plain["callbacks"], problems)
+        _check_callbacks(plain["callbacks"], plain, problems)
     _check_monitors(plain, logged, problems)
     if "trial" in plain:
         _check_trial(plain["trial"], problems)
