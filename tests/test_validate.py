@@ -75,10 +75,16 @@ BAD = [
     (["+model.compiled=true"], "model.compiled: not an argument of lit_train.modules.Classifier; did you mean 'compile'?"),
     (["+callbacks.lr_monitor.log_momentm=true"], "callbacks.lr_monitor.log_momentm: not an argument of lightning.pytorch.callbacks.LearningRateMonitor; did you mean 'log_momentum'?"),
     (["data.num_classes=3"], "data.num_classes: must be one of 10, got 3"),
+    (["data.val_fraction=0.5", "data.test_fraction=0.5"], "data.val_fraction: data.val_fraction + data.test_fraction must be below 1 to leave training data, got 0.5 + 0.5"),
     (["data=text", "model=gpt", "data.path=/nonexistent/book.txt"], "data.path: no such file '/nonexistent/book.txt'"),
     (["model.net.hidden=64"], "model.net.hidden: must be a list of integers >= 1, got 64"),
     (["model=cnn", "model.net.hidden=[64]"], "model.net.hidden: must be an integer >= 1, got [64]"),
     (["+model.label_smoothing=1.0"], "model.label_smoothing: must be a number in [0, 1), got 1.0"),
+    (["optimizer=nesterov", "+optimizer.dampening=0.1"], "optimizer.nesterov: Nesterov needs optimizer.dampening=0, got dampening=0.1"),
+    (["callbacks.gradient_monitor.vanishing=2000"], "callbacks.gradient_monitor.vanishing: must be below callbacks.gradient_monitor.exploding (1000.0), got 2000"),
+    (["callbacks.gradient_monitor.log_every_n_steps=0"], "callbacks.gradient_monitor.log_every_n_steps: must be an integer >= 1 (or null), got 0"),
+    (["callbacks=[default,lr_finder]", "callbacks.lr_finder.min_lr=20"], "callbacks.lr_finder.min_lr: must be below callbacks.lr_finder.max_lr (10.0), got 20"),
+    (["callbacks=[default,warmup]", "callbacks.warmup.mode=exponential"], "callbacks.warmup.start_factor: must be > 0 with callbacks.warmup.mode=exponential, got 0.0"),
 ]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from lit_train.config.rules import (
     COUNT, FLAG, FRACTION, NON_NEGATIVE, POSITIVE, Built, Flag, ListOf, Metric, Number, OneOf, Text, Union,
 )
-from lit_train.config.specs import Spec
+from lit_train.config.specs import Spec, below
 
 
 def _warmup_length(node: Mapping[str, Any], at: str, run: Mapping[str, Any]) -> list[str]:
@@ -22,10 +22,17 @@ def _warmup_length(node: Mapping[str, Any], at: str, run: Mapping[str, Any]) -> 
     return []
 
 
+def _exponential_warmup_start(node: Mapping[str, Any], at: str, run: Mapping[str, Any]) -> list[str]:
+    # An exponential ramp multiplies its way up from start_factor, so it cannot start at 0 (the default).
+    if node.get("mode") == "exponential" and node.get("start_factor", 0.0) == 0:
+        return [f"{at}.start_factor: must be > 0 with {at}.mode=exponential, got {node.get('start_factor', 0.0)!r}"]
+    return []
+
+
 #: Layer types (``hydra.utils.get_class`` nodes) and name patterns, one or a list (``lit_callbacks._modules``).
 _MODULE_TYPES = Union((Text(), Built(), ListOf(Union((Text(), Built())))))
 #: A sampling interval: ``None`` takes the trainer's ``log_every_n_steps``.
-_LOG_INTERVAL = Number(0, integer=True, nullable=True)
+_LOG_INTERVAL = Number(1, integer=True, nullable=True)
 _MODE = OneOf(("max", "min"))
 
 _CHECKPOINT = Spec({
@@ -77,6 +84,7 @@ CALLBACKS: dict[str, Spec] = {
             "skip_on_device": Flag(nullable=True),
             "max_skipped_fraction": Number(0, 1, low_open=True, nullable=True),
         },
+        checks=(below("vanishing", "exploding"),),
     ),
     "lit_callbacks.LRFinder": Spec(
         {
@@ -90,6 +98,7 @@ CALLBACKS: dict[str, Spec] = {
             "smoothing": FRACTION,
             "early_stop_threshold": Number(1, low_open=True, nullable=True),
         },
+        checks=(below("min_lr", "max_lr"),),
     ),
     "lit_callbacks.Warmup": Spec(
         {
@@ -98,7 +107,7 @@ CALLBACKS: dict[str, Spec] = {
             "start_factor": Number(0, 1),
             "mode": OneOf(("cosine", "exponential", "linear")),
         },
-        checks=(_warmup_length,),
+        checks=(_warmup_length, _exponential_warmup_start),
     ),
     "lit_callbacks.WeightInit": Spec({
         "scheme": OneOf(("he", "normal", "orthogonal", "xavier", "zeros")),

@@ -98,10 +98,15 @@ def below(low: str, high: str) -> Check:
 
 
 def _nesterov_momentum(node: Mapping[str, Any], at: str, run: Mapping[str, Any]) -> list[str]:
-    # SGD refuses Nesterov without momentum only at its construction.
-    if node.get("nesterov") is True and not node.get("momentum"):
-        return [f"{at}.nesterov: Nesterov needs {at}.momentum > 0, got momentum={node.get('momentum')!r}"]
-    return []
+    # SGD refuses Nesterov without momentum, or with dampening, only at its construction.
+    if node.get("nesterov") is not True:
+        return []
+    problems = []
+    if not node.get("momentum"):
+        problems.append(f"{at}.nesterov: Nesterov needs {at}.momentum > 0, got momentum={node.get('momentum')!r}")
+    if node.get("dampening", 0) != 0:
+        problems.append(f"{at}.nesterov: Nesterov needs {at}.dampening=0, got dampening={node['dampening']!r}")
+    return problems
 
 
 #: Arguments every PyTorch optimizer takes.
@@ -199,6 +204,14 @@ SCHEDULERS: dict[str, SchedulerSpec] = {
     ),
 }
 
+def _splits_leave_training_data(node: Mapping[str, Any], at: str, run: Mapping[str, Any]) -> list[str]:
+    held_out = node.get("val_fraction"), node.get("test_fraction")
+    if _numbers(*held_out) and sum(held_out) >= 1:
+        return [f"{at}.val_fraction: {at}.val_fraction + {at}.test_fraction must be below 1 to leave training data, "
+                f"got {held_out[0]} + {held_out[1]}"]
+    return []
+
+
 def _text_file_exists(node: Mapping[str, Any], at: str, run: Mapping[str, Any]) -> list[str]:
     path = node.get("path")
     return [f"{at}.path: no such file {path!r}"] if isinstance(path, str) and not Path(path).is_file() else []
@@ -209,6 +222,7 @@ def _text_file_exists(node: Mapping[str, Any], at: str, run: Mapping[str, Any]) 
 _SPLIT = {"batch_size": COUNT, "val_fraction": FRACTION, "test_fraction": FRACTION, "seed": SEED}
 _TENSOR_DATA = {**_SPLIT, "standardize": FLAG}
 _SAMPLES = {"num_samples": COUNT, "noise": NON_NEGATIVE}
+_DATA_CHECKS = (_splits_leave_training_data,)
 #: The GPT's attention holds a block_size x block_size causal mask, and batch x heads times that in scores: past
 #: this the first step needs gigabytes (the mask alone 2.7e8 bytes at the limit). The text data caps it too, as
 #: model=gpt takes its block_size from there, where the user sets it.
@@ -217,19 +231,19 @@ _BLOCK_SIZE = Number(1, 16384, integer=True)
 DATA_MODULES: dict[str, DataSpec] = {
     "lit_train.data.DigitsDataModule": DataSpec(
         {**_SPLIT, "num_features": OneOf((64,)), "num_classes": OneOf((10,))},
-        fixed=frozenset({"standardize"}), task="classification",
+        fixed=frozenset({"standardize"}), checks=_DATA_CHECKS, task="classification",
     ),
     "lit_train.data.BlobsDataModule": DataSpec(
         {**_TENSOR_DATA, **_SAMPLES, "num_features": COUNT, "num_classes": Number(2, integer=True)},
-        task="classification",
+        checks=_DATA_CHECKS, task="classification",
     ),
     "lit_train.data.XorDataModule": DataSpec(
         {**_TENSOR_DATA, **_SAMPLES, "num_features": OneOf((2,)), "num_classes": OneOf((2,))},
-        task="classification",
+        checks=_DATA_CHECKS, task="classification",
     ),
     "lit_train.data.RegressionDataModule": DataSpec(
         {**_TENSOR_DATA, **_SAMPLES, "function": OneOf(("cubic", "linear")), "num_features": OneOf((1,))},
-        task="regression",
+        checks=_DATA_CHECKS, task="regression",
     ),
     "lit_train.data.TextDataModule": DataSpec(
         {
