@@ -30,6 +30,7 @@ LOCAL_PACKAGES = {
 REQUIRED = (
     "lightning", "hydra-core", "omegaconf", "torchmetrics", "scikit-learn", "pytorch-optimizer", "matplotlib",
     "optuna", "cmaes", "pytest", "pytest-xdist", "tensorboard", "mlflow-skinny", "wandb", "hydra-submitit-launcher",
+    "psycopg", "psycopg-binary",
 )
 #: A CPU build of torch: first a local-version pin (found by pip where a CPU wheel is
 #: offered, e.g. a find-links folder), then PyTorch's CPU index.

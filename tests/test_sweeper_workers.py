@@ -1,15 +1,22 @@
 """lit_train's Optuna sweeper with several workers on one study: shared storage, count, heartbeat, storage forms."""
 
+import glob
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import optuna
 import pytest
 import yaml
 from omegaconf import OmegaConf
+from sqlalchemy.exc import IntegrityError
 from support import read_summary, run_cli
 from test_sweeper import RANDOM, TINY
 
@@ -31,8 +38,8 @@ def _start(tmp_path, *args: str) -> subprocess.Popen:
                             text=True)
 
 
-def _trials(journal) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name="lit_train", storage=open_storage(str(journal))).trials
+def _trials(storage) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="lit_train", storage=open_storage(str(storage))).trials
 
 
 def _told(log: str) -> set[int]:
@@ -40,15 +47,75 @@ def _told(log: str) -> set[int]:
     return {int(line.split("Trial ")[1].split(":")[0]) for line in log.splitlines() if "] Trial " in line}
 
 
+def _postgresql_bin() -> Path | None:
+    """The folder of the newest PostgreSQL server's programs (Debian's layout first, then the PATH's)."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[-3]))
+    if found:
+        return Path(found[-1]).parent
+    on_path = shutil.which("pg_ctl")
+    return Path(on_path).resolve().parent if on_path and shutil.which("initdb") else None
+
+
+@pytest.fixture
+def postgresql_url() -> Iterator[str]:
+    """A database on a throwaway PostgreSQL server of the test's own, reached on a unix socket only.
+
+    PostgreSQL refuses to run as root: as root, the server runs as the ``postgres`` user, in a folder of
+    its own under the temporary directory (pytest's tmp_path lies in a folder only root may enter),
+    which is short enough for the socket's path too.
+    """
+    bin_dir = _postgresql_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server programs (initdb, pg_ctl) under /usr/lib/postgresql/*/bin or on the PATH; "
+                    "apt-get install postgresql")
+    as_user: dict = {}
+    if os.geteuid() == 0:
+        try:
+            server_user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("PostgreSQL refuses to run as root, and there is no postgres user to run it as")
+        as_user = {"user": server_user.pw_uid, "group": server_user.pw_gid, "extra_groups": []}
+    home = Path(tempfile.mkdtemp(prefix="lit_train-pg-"))
+    if as_user:
+        os.chown(home, as_user["user"], as_user["group"])
+    data = home / "data"
+
+    def server(program: str, *args: str) -> None:
+        subprocess.run([str(bin_dir / program), *args], cwd=home, check=True, capture_output=True, **as_user)
+
+    try:
+        server("initdb", "-D", str(data), "-U", "lit_train", "--auth=trust", "--locale=C", "-E", "UTF8", "--no-sync")
+        server("pg_ctl", "-D", str(data), "-l", str(home / "server.log"), "-w", "-o",
+               f"-k {home} -c listen_addresses='' -c fsync=off", "start")
+        try:
+            import psycopg
+
+            with psycopg.connect(host=str(home), user="lit_train", dbname="postgres", autocommit=True) as admin:
+                admin.execute("CREATE DATABASE sweeps")
+            yield f"postgresql+psycopg://lit_train@/sweeps?host={home}"
+        finally:
+            server("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(params=["journal", "postgresql"])
+def shared_storage(request, tmp_path) -> str:
+    """What ``hydra.sweeper.storage`` the workers share: a journal file, or a database on a PostgreSQL server."""
+    if request.param == "journal":
+        return str(tmp_path / "sweep" / "study.journal")
+    return request.getfixturevalue("postgresql_url")
+
+
 @pytest.mark.slow
-def test_two_workers_started_together_run_n_trials_between_them(tmp_path):
-    sweep_dir, journal = tmp_path / "sweep", tmp_path / "sweep" / "study.journal"
-    args = [f"hydra.sweep.dir={sweep_dir}", f"hydra.sweeper.storage={journal}", "hydra.sweeper.n_trials=4"]
+def test_two_workers_started_together_run_n_trials_between_them(tmp_path, shared_storage):
+    sweep_dir = tmp_path / "sweep"
+    args = [f"hydra.sweep.dir={sweep_dir}", f"hydra.sweeper.storage='{shared_storage}'", "hydra.sweeper.n_trials=4"]
     workers = [_start(tmp_path, *args) for _ in range(2)]
     logs = [worker.communicate(timeout=240)[0] for worker in workers]
     assert [worker.returncode for worker in workers] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
 
-    trials = _trials(journal)
+    trials = _trials(shared_storage)
     assert [(t.number, t.state.name) for t in trials] == [(n, "COMPLETE") for n in range(4)]
     # The workers shared the study: each ran some of its trials, none ran a trial the other ran.
     ran = [_told(log) for log in logs]
@@ -116,6 +183,31 @@ FORMS = ("must be a file path ending in .journal (Optuna's journal file, for wor
 ])
 def test_the_three_forms_of_storage_are_accepted_and_others_named(storage, problem):
     assert storage_problem(storage) == (None if problem is None else f"hydra.sweeper.storage: {problem}")
+
+
+def test_a_database_whose_tables_another_worker_is_creating_is_opened_again(monkeypatch, tmp_path):
+    import lit_train.sweep.storage as storage_module
+
+    # What PostgreSQL answers the second of two workers creating the tables of a new database at once.
+    race = IntegrityError("CREATE TABLE studies ...", {}, Exception('duplicate key value violates unique constraint '
+                                                                    '"pg_type_typname_nsp_index"'))
+    opened, tries = optuna.storages.RDBStorage, []
+
+    def racing(url, **kwargs):
+        tries.append(url)
+        if len(tries) == 1:
+            raise race
+        return opened(url, **kwargs)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    monkeypatch.setattr(storage_module.time, "sleep", lambda seconds: None)
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert isinstance(open_storage(url), opened) and tries == [url, url]
+    # Out of tries, the error is the database's own.
+    tries.clear()
+    monkeypatch.setattr(storage_module, "OPEN_TRIES", 1)
+    with pytest.raises(IntegrityError, match="pg_type_typname_nsp_index"):
+        open_storage(url)
 
 
 @pytest.mark.parametrize(("settings", "problems"), [

@@ -8,10 +8,13 @@ or ``null`` for ``optuna.db`` (SQLite) in the sweep directory.
 Imports no Lightning: the sweeper opens it before any job runs.
 """
 
+import time
 from typing import Any
 
 #: How a journal file's path ends.
 JOURNAL_SUFFIX = ".journal"
+#: Tries at opening a database, a second apart, while another worker may be creating its tables.
+OPEN_TRIES = 3
 FORMS = (f"a file path ending in {JOURNAL_SUFFIX} (Optuna's journal file, for workers on several machines "
          "sharing a filesystem), an SQLAlchemy URL such as postgresql://user:password@host/db or "
          "sqlite:///path/optuna.db, or null for optuna.db in the sweep directory")
@@ -55,12 +58,25 @@ def open_storage(url: str) -> Any:
     """The study storage at ``url``: a journal file (``*.journal``) or an SQLAlchemy URL.
 
     Parallel trials write to one SQLite file: each connection waits up to a
-    minute for the file's lock instead of failing at once.
+    minute for the file's lock instead of failing at once. Workers that open a
+    new database together all create its tables; on PostgreSQL all but one of
+    them fail (a duplicate key in its catalog), and open it again once the
+    tables are there.
     """
     import optuna
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
 
     if is_journal(url):
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url))
-    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    # sqlite3's own argument: a server's driver refuses it (psycopg: invalid connection option "timeout").
+    connect_args = {"timeout": 60} if make_url(url).get_backend_name() == "sqlite" else {}
+    for tries_left in reversed(range(OPEN_TRIES)):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect_args})
+        except (IntegrityError, ProgrammingError):
+            if not tries_left:
+                raise
+            time.sleep(1.0)
