@@ -78,6 +78,10 @@ BAD = [
     (["data.val_fraction=0.5", "data.test_fraction=0.5"], "data.val_fraction: data.val_fraction + data.test_fraction must be below 1 to leave training data, got 0.5 + 0.5"),
     (["data=text", "model=gpt", "data.path=/nonexistent/book.txt"], "data.path: no such file '/nonexistent/book.txt'"),
     (["model.net.hidden=64"], "model.net.hidden: must be a list of integers >= 1, got 64"),
+    (["callbacks.model_checkpoint.every_n_train_steps=5", "+callbacks.model_checkpoint.every_n_epochs=1"],
+     "callbacks.model_checkpoint.every_n_epochs: checkpoints are saved on one trigger, and "
+     "callbacks.model_checkpoint.every_n_train_steps is set too; set all but one of every_n_train_steps, "
+     "every_n_epochs to null"),
     (["model=cnn", "model.net.hidden=[64]"], "model.net.hidden: must be an integer >= 1, got [64]"),
     (["+model.label_smoothing=1.0"], "model.label_smoothing: must be a number in [0, 1), got 1.0"),
     (["optimizer=nesterov", "+optimizer.dampening=0.1"], "optimizer.nesterov: Nesterov needs optimizer.dampening=0, got dampening=0.1"),

@@ -29,6 +29,16 @@ def _exponential_warmup_start(node: Mapping[str, Any], at: str, run: Mapping[str
     return []
 
 
+def _one_checkpoint_trigger(node: Mapping[str, Any], at: str, run: Mapping[str, Any]) -> list[str]:
+    # Lightning's ModelCheckpoint takes one of these; 0 and null switch a count off.
+    given = [key for key in ("every_n_train_steps", "every_n_epochs", "train_time_interval")
+             if node.get(key) not in (None, 0)]
+    if len(given) > 1:
+        return [f"{at}.{given[1]}: checkpoints are saved on one trigger, and {at}.{given[0]} is set too; "
+                f"set all but one of {', '.join(given)} to null"]
+    return []
+
+
 #: Layer types (``hydra.utils.get_class`` nodes) and name patterns, one or a list (``lit_callbacks._modules``).
 _MODULE_TYPES = Union((Text(), Built(), ListOf(Union((Text(), Built())))))
 #: A sampling interval: ``None`` takes the trainer's ``log_every_n_steps``.
@@ -51,7 +61,7 @@ _CHECKPOINT = Spec({
     "every_n_epochs": Number(0, integer=True, nullable=True),
     "save_on_train_epoch_end": Flag(nullable=True),
     "enable_version_counter": FLAG,
-})
+}, checks=(_one_checkpoint_trigger,))
 
 CALLBACKS: dict[str, Spec] = {
     "lit_callbacks.ActivationMonitor": Spec({"log_every_n_steps": _LOG_INTERVAL, "modules": _MODULE_TYPES}),
