@@ -181,3 +181,11 @@ def test_subclasses_of_lightning_classes_touch_none_of_their_private_names():
 def test_torchs_kernel_choice_resolves():
     assert _compat.fused_or_foreach([torch.zeros(1)], False, use_fused=True) == (True, False)
     assert _compat.fused_or_foreach([torch.zeros(1)], True, use_fused=True) == (False, False)
+
+
+def test_the_multiprocessing_launcher_resolves():
+    """A ddp_spawn run's parent waits for the processes it starts; a ddp run's parent is rank 0 itself."""
+    spawning = L.Trainer(strategy="ddp_spawn", accelerator="cpu", devices=2, logger=False)
+    assert not _compat.joins_process_group(spawning.strategy)
+    assert _compat.joins_process_group(L.Trainer(strategy="ddp", accelerator="cpu", devices=2, logger=False).strategy)
+    assert _compat.joins_process_group(L.Trainer(accelerator="cpu", devices=1, logger=False).strategy)

@@ -1,6 +1,7 @@
 """A run of several nodes waits at most rendezvous_timeout seconds for them, and a stop signal ends the wait at once;
 either way it leaves nothing behind, as nothing was trained."""
 
+import csv
 import os
 import signal
 import socket
@@ -9,7 +10,7 @@ import sys
 import time
 
 import pytest
-from support import FAST, ROOT, read_summary
+from support import FAST, read_summary, run_cli
 
 
 def _free_port() -> int:
@@ -76,3 +77,18 @@ def test_two_nodes_started_seconds_apart_meet_and_train(tmp_path):
     summary = read_summary(tmp_path / "run")
     assert summary["status"] == "completed"
     assert summary["global_step"] == 2
+
+
+@pytest.mark.slow
+def test_a_ddp_spawn_parent_waits_for_its_processes_past_the_timeout(tmp_path):
+    """The parent that starts the processes with multiprocessing never joins them: only they are bound by the limit."""
+    result = run_cli(*FAST, "trainer=ddp_spawn", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=3",
+                     "trainer.limit_train_batches=20", "rendezvous_timeout=1", "callbacks.progress_bar=null",
+                     "hydra.run.dir=run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "rendezvous" not in result.stderr
+    assert read_summary(tmp_path / "run")["status"] == "completed"
+    # The fit's processes and the test's each wrote metrics.csv: both kept, under one header.
+    (metrics,) = (tmp_path / "run").rglob("metrics.csv")
+    rows = list(csv.DictReader(metrics.open()))
+    assert any(row["val/loss"] for row in rows) and any(row["test/loss"] for row in rows)

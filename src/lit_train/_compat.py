@@ -159,6 +159,16 @@ def save_last_checkpoint(callback: Any, trainer: Any, candidates: dict[str, Any]
     callback._save_last_checkpoint(trainer, candidates)
 
 
+def joins_process_group(strategy: Any) -> bool:
+    """Whether the process that runs ``strategy``'s fit joins its process group itself.
+
+    Not so when Lightning starts the run's processes with multiprocessing (``ddp_spawn``, ``ddp_fork``,
+    XLA): the process then waits for its children, which join.
+    """
+    launcher = getattr(strategy, "launcher", None)
+    return not isinstance(launcher, private("lightning.pytorch.strategies.launchers", "_MultiProcessingLauncher"))
+
+
 def validation_follows(trainer: Any) -> bool:
     """Whether the fit loop validates right after the training batch that just ended (Lightning's own decision)."""
     return trainer.fit_loop.epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)

@@ -19,6 +19,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from lit_callbacks import Warmup
 from omegaconf import DictConfig, OmegaConf
 
+from lit_train._compat import joins_process_group
 from lit_train.config.checks import ConfigProblem
 from lit_train.training.atomic import remove_stale_temporaries
 from lit_train.training.checkpoint import check_checkpoint_fits
@@ -407,7 +408,9 @@ def _rendezvous_watch(cfg: DictConfig, trainer: L.Trainer, footprint: Footprint 
         if footprint is not None and not footprint.wrote_checkpoint():
             footprint.take_back()
 
-    return RendezvousWatch(trainer.world_size, cfg.rendezvous_timeout, where, abandon, EXIT_RUN_FAILED)
+    # A parent that starts the processes with multiprocessing waits for them rather than meeting them: no watch.
+    processes = trainer.world_size if joins_process_group(trainer.strategy) else 1
+    return RendezvousWatch(processes, cfg.rendezvous_timeout, where, abandon, EXIT_RUN_FAILED)
 
 
 def _run(cfg: DictConfig, run_dir: Path, footprint: Footprint | None, signals: StopSignals) -> float | None:
