@@ -226,8 +226,11 @@ class ResumableCSVLogger(Logger):
         if new_columns or not path.is_file():
             # A new column means a new header, so the whole file is written again: atomically, as a kill in the
             # middle of a rewrite in place would lose the history this logger keeps.
-            self._columns = sorted([*self._columns, *new_columns])
-            _write_csv(path, self._columns, [*(_read_rows(path) if path.is_file() else []), *self._rows])
+            kept = _read_rows(path) if path.is_file() else []
+            # Another process of the run may have written columns this one never saw: ddp_spawn fits in one set
+            # of processes and tests in another, each with a copy of the logger as it was before the fit.
+            self._columns = sorted(set(self._columns).union(new_columns, *kept))
+            _write_csv(path, self._columns, [*kept, *self._rows])
         else:
             with path.open("a", newline="") as f:
                 csv.DictWriter(f, fieldnames=self._columns).writerows(self._rows)
