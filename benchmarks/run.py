@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["throughput", "overhead", "monitors", "lr_finder", "cli_startup", "doctor", "scaling", "compile_cpu", "gpu"]
+SCRIPTS = ["throughput", "overhead", "monitors", "lr_finder", "cli_startup", "sweep_startup", "doctor", "scaling",
+           "compile_cpu", "gpu"]
 
 
 class _Tee(io.TextIOBase):

@@ -1,5 +1,6 @@
 """lit_train's Optuna sweeper (hydra/sweeper=lit_optuna): search space, outcomes, resume, failures, best file."""
 
+import json
 import math
 
 import optuna
@@ -180,6 +181,27 @@ def test_outcome_of_a_job(sweeper, value, error, attrs, state, note):
     frozen = study.trials[0]
     assert frozen.state == state
     assert frozen.user_attrs.get(FAILURE_ATTR, "") == (note if state == TrialState.FAIL else "")
+
+
+ORPHANED = "its process ended after its warm parent, without a finished run's summary.json"
+
+
+@pytest.mark.parametrize(("summary", "state", "note"), [
+    (None, TrialState.FAIL, ORPHANED),
+    ({"status": "interrupted", "best_score": 0.5}, TrialState.FAIL, ORPHANED),
+    ({"status": "completed", "best_score": 0.9}, TrialState.COMPLETE, ""),
+])
+def test_a_trial_whose_exit_code_died_with_its_warm_parent_is_judged_by_its_summary(sweeper, tmp_path, summary,
+                                                                                     state, note):
+    impl, study, trial = sweeper
+    job_dir = tmp_path / "0"
+    job_dir.mkdir()
+    if summary is not None:
+        (job_dir / "summary.json").write_text(json.dumps(summary))
+    ret = impl._end(study, trial, ["optimizer.lr=0.1"], job_dir, None)
+    frozen = study.trials[0]
+    assert (frozen.state, frozen.user_attrs.get(FAILURE_ATTR, "")) == (state, note)
+    assert ret.status == (JobStatus.COMPLETED if state == TrialState.COMPLETE else JobStatus.FAILED)
 
 
 # -- end to end, through the CLI ---------------------------------------------------------------------------------

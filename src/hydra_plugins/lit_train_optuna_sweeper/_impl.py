@@ -10,8 +10,11 @@ sweep.
 
 With ``n_jobs`` above 1 and Hydra's basic launcher, the sweeper runs up to
 ``n_jobs`` trials at once, each as its own ``python -m lit_train`` process, and
-asks for the next trial as soon as any of them ends. Other launchers get
-``n_jobs`` trials at a time and return them together.
+asks for the next trial as soon as any of them ends. Those processes are forked
+from a warm parent that imported torch and Lightning once for the whole sweep
+(:mod:`lit_train.sweep.warm_start`), so a trial starts in about a second instead
+of several; if that parent dies, trials start cold. Other launchers get ``n_jobs``
+trials at a time and return them together.
 
 The study lives in a SQLite file in the sweep directory (or in the storage
 ``hydra.sweeper.storage`` names), so running the same command with the same
@@ -74,7 +77,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from lit_train._compat import is_basic_launcher, job_error
 from lit_train.config.messages import describe, did_you_mean
 from lit_train.config.overrides import SWEEP_ONLY, quote
-from lit_train.sweep.storage import is_journal, open_storage, storage_problem
+from lit_train.sweep.storage import (
+    DIVERGED_ATTR, ERROR_ATTR, PRUNED_ATTR, PRUNER_ATTR, is_journal, open_storage, storage_problem,
+)
+from lit_train.sweep.warm_start import WarmParent, WarmParentGone, WarmTrial, can_start_warm
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +101,8 @@ RETRIED_ATTR, RETRY_HISTORY_ATTR = "failed_trial", "retry_history"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 STATE_NAMES = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 DIRECTIONS = {"min": "minimize", "max": "maximize"}
+#: ``hydra.sweep.subdir`` values that name a job by its number (lit_train's and Hydra's default).
+NUMBERED_SUBDIRS = ("${hydra.job.num}", "${hydra.job.id}")
 #: Seconds between looks at the trials running in their own processes, and at those other workers run.
 POLL_S = 0.2
 WAIT_S = 1.0
@@ -298,6 +306,33 @@ class _Outcome:
     note: str = ""
 
 
+def _trial_env() -> dict[str, str]:
+    """The environment of the trials that run in processes of their own (and of their warm parent)."""
+    # The trials share the machine's cores: torch's default of one thread per core in each of them would
+    # oversubscribe the cores and slow every trial down, so each trial gets one thread.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+class _ColdTrial:
+    """A trial started as ``python -m lit_train``, seen as a :class:`~lit_train.sweep.warm_start.WarmTrial` is."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self._process = process
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
+    def ended(self) -> bool:
+        return self._process.poll() is not None
+
+    def terminate(self) -> None:
+        self._process.terminate()
+
+    def wait(self) -> None:
+        self._process.wait()
+
+
 class LitOptunaSweeperImpl:
     """See :class:`hydra_plugins.lit_train_optuna_sweeper.config.LitOptunaSweeperConf` for the arguments."""
 
@@ -313,9 +348,10 @@ class LitOptunaSweeperImpl:
         heartbeat_interval: int | None = 60,
         grace_period: int = 180,
         max_retries: int = 0,
+        warm_start: bool = True,
     ) -> None:
         self.sampler, self.pruner = sampler, pruner
-        self.n_trials, self.n_jobs = n_trials, n_jobs
+        self.n_trials, self.n_jobs, self.warm_start = n_trials, n_jobs, warm_start
         self.study_name, self.storage = study_name, storage
         self.heartbeat_interval, self.grace_period, self.max_retries = heartbeat_interval, grace_period, max_retries
         self.params = dict(params or {})
@@ -327,6 +363,7 @@ class LitOptunaSweeperImpl:
         self._lock: JournalFileOpenLock | None = None
         self._heartbeat = _Heartbeat(None, None)
         self._seed_offset: int | None = None
+        self._warm: WarmParent | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
@@ -384,6 +421,17 @@ class LitOptunaSweeperImpl:
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
         assert self.config is not None and self.launcher is not None
         space, fixed, direction = self._check(arguments)
+        if self.warm_start and is_basic_launcher(self.launcher) and self.n_jobs > 1 and can_start_warm():
+            # Started first: it imports torch and Lightning while the study is opened.
+            self._warm = self._warm_parent()
+        try:
+            return self._sweep(space, fixed, direction)
+        finally:
+            if self._warm is not None:
+                self._warm.close()
+                self._warm = None
+
+    def _sweep(self, space: list[Param], fixed: list[str], direction: str) -> list[JobReturn]:
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -409,8 +457,6 @@ class LitOptunaSweeperImpl:
             raise SweeperConfigError([f"mode: study {self.study_name!r} in {url} is to {study.direction.name.lower()}, "
                                       f"but mode={self.config.mode} asks to {direction}; use another hydra.sweep.dir "
                                       "or hydra.sweeper.study_name"])
-        from lit_train.sweep.pruning import PRUNER_ATTR  # imports Lightning: after the settings are checked
-
         study.set_user_attr(PRUNER_ATTR, pruner_spec)
         self._lock = self._ask_lock(url, sweep_dir)
         with self._locked():
@@ -558,7 +604,7 @@ class LitOptunaSweeperImpl:
 
     def _run_processes(self, study: optuna.Study, asks: Iterator[tuple[Trial, list[str]]]) -> list[JobReturn]:
         """Runs up to ``n_jobs`` trials at once, one process each, and asks for the next as soon as any ends."""
-        running: dict[subprocess.Popen, tuple[Trial, list[str], Path]] = {}
+        running: dict[_ColdTrial | WarmTrial, tuple[Trial, list[str], Path]] = {}
         returns: list[JobReturn] = []
         try:
             while True:
@@ -568,8 +614,10 @@ class LitOptunaSweeperImpl:
                     running[self._start(trial.number, overrides, job_dir)] = (trial, overrides, job_dir)
                 if not running:
                     return returns
-                ended = [process for process in running if process.poll() is not None]
-                if not ended:
+                ended = [process for process in running if process.ended()]
+                if not ended and self._warm is not None:
+                    self._warm.wait(POLL_S)  # woken as soon as one of its trials ends
+                elif not ended:
                     time.sleep(POLL_S)
                 for process in ended:
                     trial, overrides, job_dir = running.pop(process)
@@ -582,25 +630,47 @@ class LitOptunaSweeperImpl:
             self._fail_unfinished(study, [trial for trial, _, _ in running.values()])
             raise
 
-    def _start(self, number: int, overrides: list[str], job_dir: Path) -> subprocess.Popen:
-        """Starts trial ``number`` as ``python -m lit_train``, writing to ``job_dir`` as a job of the sweep would."""
-        sweep = [o for o in self.config.hydra.overrides.hydra if not o.startswith(SWEEP_ONLY)]
-        command = [sys.executable, "-m", "lit_train", *overrides, *sweep,
-                   f"hydra.run.dir={quote(str(job_dir))}", f"hydra.job.num={number}"]
-        # The trials share the machine's cores: torch's default of one thread per core in each of them would
-        # oversubscribe the cores and slow every trial down, so each trial gets one thread.
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        return subprocess.Popen(command, env=env)
+    def _warm_parent(self) -> WarmParent | None:
+        try:
+            warm = WarmParent(_trial_env())
+        except OSError as error:
+            log.warning(f"Trials start cold: their warm parent did not start ({error})")
+            return None
+        log.info(f"Trials fork from a warm parent (pid {warm.pid}) that imports torch and Lightning once")
+        return warm
 
-    def _end(self, study: optuna.Study, trial: Trial, overrides: list[str], job_dir: Path, code: int) -> JobReturn:
-        """Tells the study how the process of ``trial`` ended (exit ``code``), from storage and its summary.json."""
+    def _start(self, number: int, overrides: list[str], job_dir: Path) -> _ColdTrial | WarmTrial:
+        """Starts trial ``number`` as ``python -m lit_train``, writing to ``job_dir`` as a job of the sweep would.
+
+        The warm parent forks it if there is one; without one (or once it died) it starts cold.
+        """
+        sweep = [o for o in self.config.hydra.overrides.hydra if not o.startswith(SWEEP_ONLY)]
+        args = [*overrides, *sweep, f"hydra.run.dir={quote(str(job_dir))}", f"hydra.job.num={number}"]
+        env = _trial_env()
+        if self._warm is not None:
+            try:
+                return self._warm.start(args, env)
+            except WarmParentGone as gone:
+                log.warning(f"Trials start cold from trial {number} on: {gone}")
+                self._warm = None
+        return _ColdTrial(subprocess.Popen([sys.executable, "-m", "lit_train", *args], env=env))
+
+    def _end(self, study: optuna.Study, trial: Trial, overrides: list[str], job_dir: Path,
+             code: int | None) -> JobReturn:
+        """Tells the study how the process of ``trial`` ended, from storage and its summary.json.
+
+        Args:
+            code: The process's exit code; ``None`` when its warm parent died before it, and with it its exit code.
+        """
         from lit_train.training.summary import monitored_value
 
         summary = job_dir / "summary.json"
         ended = json.loads(summary.read_text()) if summary.is_file() else {}
         if diverged := _divergence(ended):  # exit code 3
             failure, value = diverged, None
-        elif code != 0:
+        elif code is None and ended.get("status") not in ("completed", "pruned"):
+            failure, value = "its process ended after its warm parent, without a finished run's summary.json", None
+        elif code is not None and code != 0:
             failure, value = f"the job exited with code {code}", None
         else:
             failure, value = None, monitored_value(ended) if ended else None
@@ -659,7 +729,11 @@ class LitOptunaSweeperImpl:
                 study.tell(trial, state=TrialState.FAIL)
 
     def _job_dir(self, overrides: list[str], number: int) -> Path:
+        """Where the job of trial ``number`` writes: ``hydra.sweep.dir`` / ``hydra.sweep.subdir`` of its config."""
         assert self.hydra_context is not None and self.config is not None
+        if OmegaConf.to_container(self.config.hydra.sweep)["subdir"] in NUMBERED_SUBDIRS:
+            # The job's number alone names it: composing its whole config (a third of a second) would add nothing.
+            return Path(str(self.config.hydra.sweep.dir)) / str(number)
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with open_dict(cfg):
             cfg.hydra.job.num = cfg.hydra.job.id = number
@@ -685,8 +759,6 @@ class LitOptunaSweeperImpl:
             value: What the job returned (a job that did not fail).
             failure: Why the job failed, recorded unless the job stored a reason itself; ``None`` if it did not fail.
         """
-        from lit_train.sweep.pruning import DIVERGED_ATTR, ERROR_ATTR, PRUNED_ATTR
-
         attrs = self._frozen(number).user_attrs
         if PRUNED_ATTR in attrs:
             return _Outcome(TrialState.PRUNED, note=f"pruned after {attrs[PRUNED_ATTR] + 1} validation(s)")

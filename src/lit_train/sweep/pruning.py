@@ -19,15 +19,7 @@ from typing_extensions import override
 
 from lit_train._compat import state_key
 from lit_train.config.messages import describe
-from lit_train.sweep.storage import open_storage
-
-#: Study user attribute where the sweeper leaves its pruner for the jobs: ``{"target": class path, "args": {...}}``.
-PRUNER_ATTR = "lit_train.pruner"
-#: Trial user attributes set by :class:`TrialPruning`: the report index at which the trial was pruned / diverged.
-PRUNED_ATTR = "lit_train.pruned_at"
-DIVERGED_ATTR = "lit_train.diverged_at"
-#: Trial user attribute set by :class:`TrialPruning` when training raises: ``"<type>: <message>"``.
-ERROR_ATTR = "lit_train.error"
+from lit_train.sweep.storage import DIVERGED_ATTR, ERROR_ATTR, PRUNED_ATTR, PRUNER_ATTR, open_storage
 
 
 def open_trial(storage: str, study: str, number: int) -> Any:

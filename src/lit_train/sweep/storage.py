@@ -5,7 +5,8 @@
 an SQLAlchemy URL (``postgresql://...``, ``mysql://...``, ``sqlite:///...``),
 or ``null`` for ``optuna.db`` (SQLite) in the sweep directory.
 
-Imports no Lightning: the sweeper opens it before any job runs.
+Imports no Lightning: the sweeper opens it before any job runs, and reads the
+attributes its jobs leave in it by the names below.
 """
 
 import time
@@ -15,6 +16,13 @@ from typing import Any
 JOURNAL_SUFFIX = ".journal"
 #: Tries at opening a database, a second apart, while another worker may be creating its tables.
 OPEN_TRIES = 3
+#: Study user attribute where the sweeper leaves its pruner for the jobs: ``{"target": class path, "args": {...}}``.
+PRUNER_ATTR = "lit_train.pruner"
+#: Trial user attributes a job sets (:class:`lit_train.sweep.pruning.TrialPruning`) for the sweeper to read: the
+#: report index at which the trial was pruned / diverged, and ``"<type>: <message>"`` when training raised.
+PRUNED_ATTR = "lit_train.pruned_at"
+DIVERGED_ATTR = "lit_train.diverged_at"
+ERROR_ATTR = "lit_train.error"
 FORMS = (f"a file path ending in {JOURNAL_SUFFIX} (Optuna's journal file, for workers on several machines "
          "sharing a filesystem), an SQLAlchemy URL such as postgresql://user:password@host/db or "
          "sqlite:///path/optuna.db, or null for optuna.db in the sweep directory")
