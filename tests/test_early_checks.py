@@ -75,3 +75,16 @@ def test_a_check_that_fails_refuses_the_command_rather_than_letting_it_run_unche
         CheckConfig().on_run_start(config=OmegaConf.create({"seed": 1}))  # no Hydra node: the check itself fails
     assert ended.value.code == 2
     assert capsys.readouterr().err.startswith("error: the config could not be checked: ")
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["-cd", "missing"], "--config-dir: no such directory '{tmp}/missing'"),
+    (["-cn", "mine"], "--config-name: no config 'mine' in lit_train's configs"),
+    (["-cd", "conf", "-cn", "mine"], "--config-name: no config 'mine' in '{tmp}/conf' or lit_train's configs"),
+])
+def test_a_missing_config_folder_or_name_is_named(tmp_path, args, line):
+    (tmp_path / "conf").mkdir()
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"error: {line.format(tmp=tmp_path)}",
+                                          "lit_train: 1 config problem(s); nothing was run."]

@@ -15,7 +15,7 @@ from pathlib import Path
 from hydra import compose
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import HydraException
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf import OmegaConf
 
 from lit_train._compat import initialize_hydra_as_main
@@ -56,13 +56,20 @@ def early_problems(args: list[str], overrides: list[str], module: str, config_na
     if not flags and not any(o.lstrip("+~").startswith(_EARLY_NODES) for o in overrides):
         return []
     name = flags.get("--config-name", config_name)
+    config_dir = flags.get("--config-dir")
+    if config_dir is not None and not os.path.isdir(config_dir):
+        return [f"--config-dir: no such directory {os.path.abspath(config_dir)!r}"]
     try:
         # A sweep's values are checked job by job; Hydra's node is the same in every job.
         fixed = [o.input_line for o in OverridesParser.create().parse_overrides(overrides) if not o.is_sweep_override()]
-        config_dir = flags.get("--config-dir")
         initialize_hydra_as_main(_config_path(flags.get("--config-path"), module),
                                  os.path.abspath(config_dir) if config_dir is not None else None)
         cfg = compose(name, overrides=fixed, return_hydra_config=True)
+    except MissingConfigException as error:
+        if error.missing_cfg_file != name:
+            return []  # a group's option: Hydra's own message is explained with the command line's
+        where = f"{os.path.abspath(config_dir)!r} or " if config_dir is not None else ""
+        return [f"--config-name: no config {name!r} in {where}lit_train's configs"]
     except (HydraException, ValueError):
         return []  # Hydra fails on the same command line itself, before it acts on anything
     finally:
