@@ -7,21 +7,22 @@ import pytest
 import torch
 from support import ROOT
 
+from hydra_plugins.lit_train_optuna_sweeper import _compat as sweeper_compat
 from lit_train import _compat
 
 
 def test_hydra_private_names_resolve():
     from hydra._internal.core_plugins.basic_launcher import BasicLauncher  # noqa: the name under test
 
-    assert _compat.is_basic_launcher(BasicLauncher())
-    assert not _compat.is_basic_launcher(object())
+    assert sweeper_compat.is_basic_launcher(BasicLauncher())
+    assert not sweeper_compat.is_basic_launcher(object())
 
 
 def test_a_failed_hydra_job_gives_its_error():
     from hydra.core.utils import JobReturn, JobStatus
 
     error = SystemExit(1)
-    assert _compat.job_error(JobReturn(status=JobStatus.FAILED, _return_value=error)) is error
+    assert sweeper_compat.job_error(JobReturn(status=JobStatus.FAILED, _return_value=error)) is error
 
 
 def test_lightning_rank_command_builders_resolve():

@@ -11,7 +11,9 @@ from support import FAST, compose_config, read_summary
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lit_train.sweep.pruning import DIVERGED_ATTR, ERROR_ATTR, PRUNED_ATTR, PRUNER_ATTR, TrialPruning, open_trial
+from hydra_plugins.lit_train_optuna_sweeper.storage import DIVERGED_ATTR, ERROR_ATTR, PRUNED_ATTR, PRUNER_ATTR
+from hydra_plugins.lit_train_optuna_sweeper.trial import open_trial
+from lit_train.sweep.pruning import TrialPruning
 from lit_train.training.run import run
 from lit_train.config.validate import validate
 

@@ -2,6 +2,8 @@
 
 import re
 import shlex
+import subprocess
+import sys
 
 import pytest
 from support import ROOT, compose_config, read_summary, run_cli
@@ -59,6 +61,24 @@ def test_multirun_command_runs_every_job(args, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in tmp_path.iterdir() if p.name.isdigit())
     assert len(jobs) >= 3 and all(read_summary(job)["status"] == "completed" for job in jobs)
+
+
+#: Commands of an app that is not lit_train, swept by lit_optuna: ``python tests/foreign_app/<app>.py ...``.
+FOREIGN = [shlex.split(line.split("#")[0]) for block in _blocks("bash") for line in block.splitlines()
+           if line.startswith("python tests/foreign_app/")]
+
+
+def test_readme_shows_foreign_app_sweeps():
+    assert [args[1] for args in FOREIGN] == ["tests/foreign_app/app.py", "tests/foreign_app/app_optuna.py"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", FOREIGN, ids=[" ".join(a) for a in FOREIGN])
+def test_foreign_app_command_sweeps(args, tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / args[1]), *args[2:], f"hydra.sweep.dir={tmp_path}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "best.yaml").is_file()
 
 
 LOOK_ONLY = [args for args in SINGLE if any(arg.startswith("action=") for arg in args)]

@@ -19,8 +19,9 @@ from hydra_plugins.lit_train_optuna_sweeper._impl import (
     _build,
     parse_search_space,
 )
-from lit_train.sweep.pruning import DIVERGED_ATTR, PRUNED_ATTR
+from hydra_plugins.lit_train_optuna_sweeper.storage import DIVERGED_ATTR, PRUNED_ATTR
 from lit_train.config.validate import validate
+from lit_train.sweep.adapter import LitTrainApp
 
 #: Trials of a few optimizer steps each.
 TINY = ["trainer.accelerator=cpu", "trainer.devices=1", "trainer.max_epochs=3", "trainer.limit_train_batches=2",
@@ -136,18 +137,19 @@ def sweeper(tmp_path):
     impl = LitOptunaSweeperImpl(sampler=None, pruner=None, n_trials=1, n_jobs=1, study_name="lit_train",
                                 storage=None, params={})
     impl.config = OmegaConf.create({"monitor": "val/acc", "mode": "max"})
+    impl.app = LitTrainApp(impl.config)
     impl._storage, impl._study_id = storage, storage.get_study_id_from_name("lit_train")
     return impl, study, study.ask()
 
 
 def test_parallel_trials_run_torch_on_one_thread_each(sweeper, monkeypatch, tmp_path):
     """Trials started as processes of their own share the cores: each gets one torch thread."""
-    import hydra_plugins.lit_train_optuna_sweeper._impl as impl_module
+    import hydra_plugins.lit_train_optuna_sweeper.app as app_module
 
     impl, _, _ = sweeper
     impl.config = OmegaConf.create({"monitor": "val/acc", "mode": "max", "hydra": {"overrides": {"hydra": []}}})
     started = {}
-    monkeypatch.setattr(impl_module.subprocess, "Popen", lambda command, env: started.update(command=command, env=env))
+    monkeypatch.setattr(app_module.subprocess, "Popen", lambda command, env: started.update(command=command, env=env))
     impl._start(3, ["optimizer.lr=0.1"], tmp_path / "3")
     assert (started["env"]["OMP_NUM_THREADS"], started["env"]["MKL_NUM_THREADS"]) == ("1", "1")
     assert started["command"][1:4] == ["-m", "lit_train", "optimizer.lr=0.1"]

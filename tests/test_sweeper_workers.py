@@ -26,7 +26,7 @@ from hydra_plugins.lit_train_optuna_sweeper._impl import (
     LitOptunaSweeperImpl,
     SweeperConfigError,
 )
-from lit_train.sweep.storage import open_storage, storage_problem
+from hydra_plugins.lit_train_optuna_sweeper.storage import open_storage, storage_problem
 
 LR = "optimizer.lr=tag(log,interval(1e-4,1.0))"
 
@@ -186,7 +186,7 @@ def test_the_three_forms_of_storage_are_accepted_and_others_named(storage, probl
 
 
 def test_a_database_whose_tables_another_worker_is_creating_is_opened_again(monkeypatch, tmp_path):
-    import lit_train.sweep.storage as storage_module
+    import hydra_plugins.lit_train_optuna_sweeper.storage as storage_module
 
     # What PostgreSQL answers the second of two workers creating the tables of a new database at once.
     race = IntegrityError("CREATE TABLE studies ...", {}, Exception('duplicate key value violates unique constraint '

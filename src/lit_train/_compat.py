@@ -56,20 +56,8 @@ def require_attribute(owner: Any, name: str, where: str) -> None:
 
 # --- Hydra --------------------------------------------------------------------------------------------------
 
-
-
 #: Where Hydra keeps its built-in plugins (launchers, sweepers), which configs name as targets.
 HYDRA_CORE_PLUGINS = "hydra._internal.core_plugins"
-
-
-def is_basic_launcher(launcher: Any) -> bool:
-    """Whether ``launcher`` is Hydra's in-process launcher (the sweeper then runs parallel trials as processes).
-
-    Looked up at each call: Hydra's plugin scan executes its plugin modules
-    again, so a class taken before the scan is not the one Hydra instantiates.
-    """
-    return isinstance(launcher, private(f"{HYDRA_CORE_PLUGINS}.basic_launcher", "BasicLauncher"))
-
 
 
 def initialize_hydra_as_main(config_path: str, config_dir: str | None) -> None:
@@ -85,15 +73,6 @@ def initialize_hydra_as_main(config_path: str, config_dir: str | None) -> None:
     if config_dir is not None:
         search_path.prepend(provider="command-line", path=f"file://{config_dir}", anchor=SearchPathQuery(provider="schema"))
     private("hydra._internal.hydra", "Hydra").create_main_hydra2(task_name="lit_train", config_search_path=search_path)
-
-
-def job_error(job_return: Any) -> BaseException:
-    """What a failed Hydra job raised, without re-raising it.
-
-    The public ``JobReturn.return_value`` raises the error again and prints to
-    stderr; a sweeper records the failure and goes on.
-    """
-    return job_return._return_value
 
 
 # --- Lightning ----------------------------------------------------------------------------------------------

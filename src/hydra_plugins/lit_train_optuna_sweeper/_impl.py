@@ -1,20 +1,21 @@
 """The Optuna study behind ``hydra/sweeper=lit_optuna``: search space, ask / launch / tell, resume, best trial.
 
+Serves any Hydra app: this module imports Hydra, OmegaConf and Optuna only.
+What is particular to an app (its command, how a trial's process tells what it
+returned) is its :class:`~hydra_plugins.lit_train_optuna_sweeper.app.App`.
+
 Each trial is one Hydra job. The sweeper asks Optuna for a trial, turns its
-parameters into overrides, adds ``+trial.storage=... +trial.study=...
-+trial.number=...`` so that the job can report to the trial and be pruned (see
-:mod:`lit_train.sweep.pruning`), launches it, and tells the study how it ended:
-complete (the job's returned metric), pruned, or failed (an exception, a
-non-zero exit, no metric, NaN or divergence). A failed trial never ends the
-sweep.
+parameters into overrides, adds the app's trial overrides so that the job can
+report to the trial and be pruned (see :mod:`.trial`), launches it, and tells
+the study how it ended: complete (the job's returned value), pruned, or failed
+(an exception, a non-zero exit, no value, NaN or divergence). Failed trials end
+the sweep once they are more than ``max_failure_rate`` of a batch of
+``n_jobs`` trials.
 
 With ``n_jobs`` above 1 and Hydra's basic launcher, the sweeper runs up to
-``n_jobs`` trials at once, each as its own ``python -m lit_train`` process, and
-asks for the next trial as soon as any of them ends. Those processes are forked
-from a warm parent that imported torch and Lightning once for the whole sweep
-(:mod:`lit_train.sweep.warm_start`), so a trial starts in about a second instead
-of several; if that parent dies, trials start cold. Other launchers get ``n_jobs``
-trials at a time and return them together.
+``n_jobs`` trials at once, each as a process of its own started with the app's
+command, and asks for the next trial as soon as any of them ends. Other
+launchers get ``n_jobs`` trials at a time and return them together.
 
 The study lives in a SQLite file in the sweep directory (or in the storage
 ``hydra.sweeper.storage`` names), so running the same command with the same
@@ -41,13 +42,12 @@ study together:
   study: its ``best.yaml``, written under the lock, and the sweep's report.
 """
 
+import difflib
 import itertools
-import json
 import logging
 import math
 import os
 import shlex
-import subprocess
 import sys
 import threading
 import time
@@ -62,10 +62,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus, configure_log
-from hydra.errors import CompactHydraException, HydraException
+from hydra.errors import CompactHydraException, HydraException, InstantiationException
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from hydra.utils import get_object
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.exceptions import UpdateFinishedTrialError
@@ -74,13 +74,11 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from lit_train._compat import is_basic_launcher, job_error
-from lit_train.config.messages import describe, did_you_mean
-from lit_train.config.overrides import SWEEP_ONLY, quote
-from lit_train.sweep.storage import (
+from hydra_plugins.lit_train_optuna_sweeper._compat import is_basic_launcher, job_error
+from hydra_plugins.lit_train_optuna_sweeper.app import SWEEP_ONLY, App, app_for, quote, root_cause
+from hydra_plugins.lit_train_optuna_sweeper.storage import (
     DIVERGED_ATTR, ERROR_ATTR, PRUNED_ATTR, PRUNER_ATTR, is_journal, open_storage, storage_problem,
 )
-from lit_train.sweep.warm_start import WarmParent, WarmParentGone, WarmTrial, can_start_warm
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +107,26 @@ WAIT_S = 1.0
 
 
 class SweeperConfigError(CompactHydraException):
-    """Bad sweeper settings or search space: printed one line per problem, without a traceback; exit code 2."""
+    """Bad sweeper settings or search space: printed one line per problem, without a traceback; exit code 2.
 
-    def __init__(self, problems: list[str]) -> None:
+    Args:
+        problems: One line each.
+        name: Who reports them: the app's name.
+    """
+
+    def __init__(self, problems: list[str], name: str = App.name) -> None:
         lines = [f"error: {problem}" for problem in problems]
-        super().__init__("\n".join([*lines, f"lit_train: {len(problems)} sweeper problem(s); nothing was run."]))
+        super().__init__("\n".join([*lines, f"{name}: {len(problems)} sweeper problem(s); nothing was run."]))
+
+
+class TooManyFailures(CompactHydraException):
+    """More of a batch of trials failed than ``hydra.sweeper.max_failure_rate`` allows: the sweep ends."""
+
+
+def did_you_mean(word: str, options: Any) -> str:
+    """``"; did you mean 'x'?"`` for the closest option, or ``""`` if none is close."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 @dataclass(frozen=True)
@@ -224,18 +237,10 @@ def _build(kind: str, node: Any, problems: list[str], seed_offset: int = 0) -> t
     if isinstance(spec.get("seed"), int) and not isinstance(spec["seed"], bool):
         spec["seed"] += seed_offset
     try:
-        return get_object(target)(**spec), {"target": target, "args": spec}
-    except (ImportError, AttributeError, TypeError, ValueError) as e:
-        problems.append(f"hydra.sweeper.{kind}: cannot build {target} with {spec}: {e}")
+        return instantiate({"_target_": target, **spec}), {"target": target, "args": spec}
+    except InstantiationException as e:
+        problems.append(f"hydra.sweeper.{kind}: cannot build {target} with {spec}: {root_cause(e)}")
         return None, {}
-
-
-def _summary(ret: JobReturn) -> dict[str, Any]:
-    """The ``summary.json`` the job wrote, or an empty dict."""
-    if ret.hydra_cfg is None:
-        return {}
-    path = Path(ret.hydra_cfg.hydra.runtime.output_dir) / "summary.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _counted(trials: list[FrozenTrial]) -> int:
@@ -291,46 +296,11 @@ class _Heartbeat:
             self.discard(trial_id)
 
 
-def _divergence(summary: dict[str, Any]) -> str | None:
-    """Why a job's run failed numerically (``diverged (non_finite_gradient)``), or ``None`` if it did not."""
-    if summary.get("status") != "diverged":
-        return None
-    reason = summary.get("stopped_reason")
-    return "diverged" + (f" ({reason})" if reason != "diverged" else "")
-
-
 @dataclass
 class _Outcome:
     state: TrialState
     value: float | None = None
     note: str = ""
-
-
-def _trial_env() -> dict[str, str]:
-    """The environment of the trials that run in processes of their own (and of their warm parent)."""
-    # The trials share the machine's cores: torch's default of one thread per core in each of them would
-    # oversubscribe the cores and slow every trial down, so each trial gets one thread.
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-class _ColdTrial:
-    """A trial started as ``python -m lit_train``, seen as a :class:`~lit_train.sweep.warm_start.WarmTrial` is."""
-
-    def __init__(self, process: subprocess.Popen) -> None:
-        self._process = process
-
-    @property
-    def returncode(self) -> int | None:
-        return self._process.returncode
-
-    def ended(self) -> bool:
-        return self._process.poll() is not None
-
-    def terminate(self) -> None:
-        self._process.terminate()
-
-    def wait(self) -> None:
-        self._process.wait()
 
 
 class LitOptunaSweeperImpl:
@@ -342,31 +312,41 @@ class LitOptunaSweeperImpl:
         pruner: DictConfig,
         n_trials: int,
         n_jobs: int,
-        study_name: str,
+        study_name: str | None,
         storage: str | None,
-        params: dict[str, Any],
+        params: dict[str, Any] | None,
         heartbeat_interval: int | None = 60,
         grace_period: int = 180,
         max_retries: int = 0,
         warm_start: bool = True,
+        direction: str | None = None,
+        max_failure_rate: float | None = None,
+        custom_search_space: str | None = None,
     ) -> None:
         self.sampler, self.pruner = sampler, pruner
         self.n_trials, self.n_jobs, self.warm_start = n_trials, n_jobs, warm_start
         self.study_name, self.storage = study_name, storage
         self.heartbeat_interval, self.grace_period, self.max_retries = heartbeat_interval, grace_period, max_retries
+        self.direction, self.max_failure_rate = direction, max_failure_rate
+        self.custom_search_space = custom_search_space
         self.params = dict(params or {})
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Launcher | None = None
+        self.app = App(OmegaConf.create())
         self._storage: Any = None
         self._study_id = -1
         self._lock: JournalFileOpenLock | None = None
         self._heartbeat = _Heartbeat(None, None)
         self._seed_offset: int | None = None
-        self._warm: WarmParent | None = None
+        self._extend: Any = None
+        self._batch: list[bool] = []
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config, self.hydra_context = config, hydra_context
+        self.app = app_for(task_function, config, warm_start=self.warm_start)
+        if self.study_name is None:  # a name of the app's, not Optuna's random one: the same command resumes it
+            self.study_name = self.app.study_name
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
@@ -395,17 +375,40 @@ class LitOptunaSweeperImpl:
                             f"(seconds{above}), got {self.grace_period!r}")
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
             problems.append(f"hydra.sweeper.max_retries: must be an integer >= 0, got {self.max_retries!r}")
-        mode = OmegaConf.select(self.config, "mode")
-        if mode not in DIRECTIONS:
-            problems.append(f"mode: the sweep's direction comes from mode, which must be 'max' or 'min', got {mode!r}")
+        rate = self.max_failure_rate
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1):
+            problems.append(f"hydra.sweeper.max_failure_rate: must be a number from 0 to 1 or null, got {rate!r}")
+        if self.custom_search_space is not None:
+            try:
+                self._extend = get_method(self.custom_search_space)
+            except (ImportError, ValueError) as e:
+                problems.append(f"hydra.sweeper.custom_search_space: {root_cause(e)}")
+        direction = self._direction(problems)
         space, fixed, more = parse_search_space(self.params, arguments)
         problems += more
-        if not space and not more:
+        if not space and not more and self._extend is None:
             problems.append("hydra.sweeper.params: nothing to search; give a range, e.g. "
                             "optimizer.lr=tag(log,interval(1e-4,1e-1))")
         if problems:
-            raise SweeperConfigError(problems)
-        return space, fixed, DIRECTIONS[mode]
+            raise SweeperConfigError(problems, self.app.name)
+        return space, fixed, direction
+
+    def _direction(self, problems: list[str]) -> str:
+        """``hydra.sweeper.direction``, else the app's top-level ``mode`` (``min`` or ``max``), else minimize."""
+        mode = OmegaConf.select(self.config, "mode")
+        if self.direction is not None:
+            if self.direction not in DIRECTIONS.values():
+                problems.append(f"hydra.sweeper.direction: must be one of {tuple(DIRECTIONS.values())} (one "
+                                f"objective) or null for the app's mode, got {self.direction!r}")
+            elif self.app.mode_required and DIRECTIONS.get(mode) != self.direction:
+                problems.append(f"hydra.sweeper.direction: {self.direction} disagrees with mode={mode}; leave it "
+                                "null, and the sweep's direction follows mode")
+            return str(self.direction)
+        if mode in DIRECTIONS:
+            return DIRECTIONS[mode]
+        if self.app.mode_required:
+            problems.append(f"mode: the sweep's direction comes from mode, which must be 'max' or 'min', got {mode!r}")
+        return "minimize"
 
     def _sampler_and_pruner(self, seed_offset: int) -> tuple[Any, Any, dict[str, Any]]:
         """The sampler (its seed moved on by ``seed_offset``), the pruner, and the pruner's spec for the jobs."""
@@ -413,7 +416,7 @@ class LitOptunaSweeperImpl:
         sampler, _ = _build("sampler", self.sampler, problems, seed_offset)
         pruner, pruner_spec = _build("pruner", self.pruner, problems)
         if problems:
-            raise SweeperConfigError(problems)
+            raise SweeperConfigError(problems, self.app.name)
         return sampler, pruner, pruner_spec
 
     # -- the sweep ----------------------------------------------------------------------------------------------
@@ -421,15 +424,14 @@ class LitOptunaSweeperImpl:
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
         assert self.config is not None and self.launcher is not None
         space, fixed, direction = self._check(arguments)
-        if self.warm_start and is_basic_launcher(self.launcher) and self.n_jobs > 1 and can_start_warm():
-            # Started first: it imports torch and Lightning while the study is opened.
-            self._warm = self._warm_parent()
+        processes = is_basic_launcher(self.launcher) and self.n_jobs > 1
+        if processes:
+            self.app.open()  # first: what it starts (lit_train's warm parent) gets ready while the study opens
         try:
             return self._sweep(space, fixed, direction)
         finally:
-            if self._warm is not None:
-                self._warm.close()
-                self._warm = None
+            if processes:
+                self.app.close()
 
     def _sweep(self, space: list[Param], fixed: list[str], direction: str) -> list[JobReturn]:
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).resolve()
@@ -444,7 +446,8 @@ class LitOptunaSweeperImpl:
             existing = self._existing_trials(storage)
         except (OSError, SQLAlchemyError) as e:
             shown = url if is_journal(url) else make_url(url).render_as_string(hide_password=True)
-            raise SweeperConfigError([f"hydra.sweeper.storage: cannot open {shown}: {str(e).splitlines()[0]}"]) from e
+            raise SweeperConfigError([f"hydra.sweeper.storage: cannot open {shown}: {str(e).splitlines()[0]}"],
+                                     self.app.name) from e
         # A resumed study moves the sampler's seed on by the trials it holds: reproducible, and a seeded
         # sampler does not propose the first trials' parameters again (see _next_trial for workers).
         self._seed_offset = existing
@@ -454,9 +457,11 @@ class LitOptunaSweeperImpl:
         # Read trials through the storage itself: the study caches them, but the jobs write reports and attributes.
         self._storage, self._study_id = storage, storage.get_study_id_from_name(self.study_name)
         if study.direction.name.lower() != direction:
-            raise SweeperConfigError([f"mode: study {self.study_name!r} in {url} is to {study.direction.name.lower()}, "
-                                      f"but mode={self.config.mode} asks to {direction}; use another hydra.sweep.dir "
-                                      "or hydra.sweeper.study_name"])
+            asked = f"mode={self.config.mode}" if self.direction is None else f"hydra.sweeper.direction={direction}"
+            key = "mode" if self.direction is None else "hydra.sweeper.direction"
+            raise SweeperConfigError([f"{key}: study {self.study_name!r} in {url} is to "
+                                      f"{study.direction.name.lower()}, but {asked} asks to {direction}; use another "
+                                      "hydra.sweep.dir or hydra.sweeper.study_name"], self.app.name)
         study.set_user_attr(PRUNER_ATTR, pruner_spec)
         self._lock = self._ask_lock(url, sweep_dir)
         with self._locked():
@@ -467,7 +472,7 @@ class LitOptunaSweeperImpl:
         todo = max(0, self.n_trials - _counted(trials))
         log.info(f"Study {self.study_name!r} in {url}: {done} trial(s) done, {todo} to run"
                  + (f", {running} running in other workers" if running else "")
-                 + f" ({type(sampler).__name__}, {type(pruner).__name__}, {direction} {self.config.monitor})")
+                 + f" ({type(sampler).__name__}, {type(pruner).__name__}, {direction} {self.app.metric})")
         self._heartbeat = _Heartbeat(storage, self.heartbeat_interval)
         returns: list[JobReturn] = []
         try:
@@ -481,6 +486,7 @@ class LitOptunaSweeperImpl:
                     break
         finally:
             self._heartbeat.stop()
+        self._check_failures()
         self._finish(study, sweep_dir)
         return returns
 
@@ -604,7 +610,7 @@ class LitOptunaSweeperImpl:
 
     def _run_processes(self, study: optuna.Study, asks: Iterator[tuple[Trial, list[str]]]) -> list[JobReturn]:
         """Runs up to ``n_jobs`` trials at once, one process each, and asks for the next as soon as any ends."""
-        running: dict[_ColdTrial | WarmTrial, tuple[Trial, list[str], Path]] = {}
+        running: dict[Any, tuple[Trial, list[str], Path]] = {}
         returns: list[JobReturn] = []
         try:
             while True:
@@ -615,10 +621,8 @@ class LitOptunaSweeperImpl:
                 if not running:
                     return returns
                 ended = [process for process in running if process.ended()]
-                if not ended and self._warm is not None:
-                    self._warm.wait(POLL_S)  # woken as soon as one of its trials ends
-                elif not ended:
-                    time.sleep(POLL_S)
+                if not ended:
+                    self.app.wait(POLL_S)
                 for process in ended:
                     trial, overrides, job_dir = running.pop(process)
                     returns.append(self._end(study, trial, overrides, job_dir, process.returncode))
@@ -630,50 +634,20 @@ class LitOptunaSweeperImpl:
             self._fail_unfinished(study, [trial for trial, _, _ in running.values()])
             raise
 
-    def _warm_parent(self) -> WarmParent | None:
-        try:
-            warm = WarmParent(_trial_env())
-        except OSError as error:
-            log.warning(f"Trials start cold: their warm parent did not start ({error})")
-            return None
-        log.info(f"Trials fork from a warm parent (pid {warm.pid}) that imports torch and Lightning once")
-        return warm
-
-    def _start(self, number: int, overrides: list[str], job_dir: Path) -> _ColdTrial | WarmTrial:
-        """Starts trial ``number`` as ``python -m lit_train``, writing to ``job_dir`` as a job of the sweep would.
-
-        The warm parent forks it if there is one; without one (or once it died) it starts cold.
-        """
+    def _start(self, number: int, overrides: list[str], job_dir: Path) -> Any:
+        """Starts trial ``number`` in a process of its own, writing to ``job_dir`` as a job of the sweep would."""
         sweep = [o for o in self.config.hydra.overrides.hydra if not o.startswith(SWEEP_ONLY)]
         args = [*overrides, *sweep, f"hydra.run.dir={quote(str(job_dir))}", f"hydra.job.num={number}"]
-        env = _trial_env()
-        if self._warm is not None:
-            try:
-                return self._warm.start(args, env)
-            except WarmParentGone as gone:
-                log.warning(f"Trials start cold from trial {number} on: {gone}")
-                self._warm = None
-        return _ColdTrial(subprocess.Popen([sys.executable, "-m", "lit_train", *args], env=env))
+        return self.app.start(number, args, self.app.environment())
 
     def _end(self, study: optuna.Study, trial: Trial, overrides: list[str], job_dir: Path,
              code: int | None) -> JobReturn:
-        """Tells the study how the process of ``trial`` ended, from storage and its summary.json.
+        """Tells the study how the process of ``trial`` ended, from storage and what the job left in ``job_dir``.
 
         Args:
-            code: The process's exit code; ``None`` when its warm parent died before it, and with it its exit code.
+            code: The process's exit code; ``None`` when it is unknown (lit_train: its warm parent died first).
         """
-        from lit_train.training.summary import monitored_value
-
-        summary = job_dir / "summary.json"
-        ended = json.loads(summary.read_text()) if summary.is_file() else {}
-        if diverged := _divergence(ended):  # exit code 3
-            failure, value = diverged, None
-        elif code is None and ended.get("status") not in ("completed", "pruned"):
-            failure, value = "its process ended after its warm parent, without a finished run's summary.json", None
-        elif code is not None and code != 0:
-            failure, value = f"the job exited with code {code}", None
-        else:
-            failure, value = None, monitored_value(ended) if ended else None
+        value, failure = self.app.result(job_dir, code)
         outcome = self._judge(trial.number, value=value, failure=failure)
         ret = JobReturn(overrides=overrides, working_dir=str(job_dir), _return_value=value,
                         status=JobStatus.FAILED if failure else JobStatus.COMPLETED)
@@ -689,10 +663,18 @@ class LitOptunaSweeperImpl:
         """Each trial to run and its job's overrides, until the study holds ``n_trials``."""
         while (trial := self._next_trial(study, space)) is not None:
             overrides = [*fixed, *(param.override(trial.params[param.key]) for param in space)]
+            if self._extend is not None:
+                overrides += self._extended(trial, {param.key for param in space})
             trial.set_user_attr(OVERRIDES_ATTR, overrides)
-            keys = [f"+trial.storage={quote(url)}", f"+trial.study={quote(study.study_name)}",
-                    f"+trial.number={trial.number}"]
-            yield trial, [*overrides, *keys]
+            yield trial, [*overrides, *self.app.trial_overrides(url, study.study_name, trial.number)]
+
+    def _extended(self, trial: Trial, searched: set[str]) -> list[str]:
+        """The overrides that ``custom_search_space`` adds: the params it suggested, and those it returned."""
+        returned = self._extend(self.config, trial)
+        overrides = [f"{key}={value}" for key, value in trial.params.items() if key not in searched]
+        if returned is not None:
+            overrides += [f"{key}={value}" for key, value in dict(returned).items()]
+        return overrides
 
     def _run(self, study: optuna.Study, batch: list[tuple[Trial, list[str]]]) -> list[JobReturn]:
         """Launches ``batch`` (trial numbers in order) and tells the study how each trial ended."""
@@ -706,9 +688,9 @@ class LitOptunaSweeperImpl:
                 # lit_train's CLI exits after reporting a failed run: the trial failed, the sweep goes on.
                 # The same exit after Ctrl+C (summary.json says "interrupted") ends the sweep.
                 configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-                if len(batch) != 1 or self._job_status(*batch[0]) not in ("failed", None):
-                    raise
                 trial, overrides = batch[0]
+                if len(batch) != 1 or self.app.status(self._job_dir(overrides, trial.number)) not in ("failed", None):
+                    raise
                 outcome = self._judge(trial.number, failure=f"the job exited with code {stop.code}")
                 self._tell(study, trial, outcome, self._job_dir(overrides, trial.number))
                 return []
@@ -739,17 +721,14 @@ class LitOptunaSweeperImpl:
             cfg.hydra.job.num = cfg.hydra.job.id = number
         return Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
 
-    def _job_status(self, trial: Trial, overrides: list[str]) -> str | None:
-        summary = self._job_dir(overrides, trial.number) / "summary.json"
-        return json.loads(summary.read_text()).get("status") if summary.is_file() else None
-
     def _outcome(self, trial: Trial, ret: JobReturn) -> _Outcome:
         """How ``trial`` ended, from the launcher's return of its job."""
         if ret.status == JobStatus.COMPLETED:
-            if diverged := _divergence(_summary(ret)):  # such a job returns: the sweep goes on
-                return self._judge(trial.number, failure=diverged)
+            job_dir = None if ret.hydra_cfg is None else Path(ret.hydra_cfg.hydra.runtime.output_dir)
+            if job_dir is not None and (failure := self.app.failure(job_dir)):
+                return self._judge(trial.number, failure=failure)
             return self._judge(trial.number, value=ret.return_value)
-        return self._judge(trial.number, failure=describe(job_error(ret)))
+        return self._judge(trial.number, failure=self.app.describe(job_error(ret)))
 
     def _judge(self, number: int, value: Any = None, failure: str | None = None) -> _Outcome:
         """How trial ``number`` ended, from what its job left in storage and what the job gave back.
@@ -761,11 +740,11 @@ class LitOptunaSweeperImpl:
         """
         attrs = self._frozen(number).user_attrs
         if PRUNED_ATTR in attrs:
-            return _Outcome(TrialState.PRUNED, note=f"pruned after {attrs[PRUNED_ATTR] + 1} validation(s)")
+            return _Outcome(TrialState.PRUNED, note=f"pruned after {attrs[PRUNED_ATTR] + 1} {self.app.step}(s)")
         if failure is not None:
             return _Outcome(TrialState.FAIL, note=attrs.get(ERROR_ATTR) or failure)
         if DIVERGED_ATTR in attrs:
-            return _Outcome(TrialState.FAIL, note=f"diverged: {self.config.monitor} was not finite at validation "
+            return _Outcome(TrialState.FAIL, note=f"diverged: {self.app.metric} was not finite at {self.app.step} "
                                                   f"{attrs[DIVERGED_ATTR] + 1}")
         try:
             value = float(value)
@@ -787,9 +766,25 @@ class LitOptunaSweeperImpl:
             trial.set_user_attr(FAILURE_ATTR, outcome.note)
         study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
         if outcome.state == TrialState.COMPLETE:
-            log.info(f"Trial {trial.number}: {self.config.monitor} = {outcome.value:.6g}")
+            log.info(f"Trial {trial.number}: {self.app.metric} = {outcome.value:.6g}")
         else:
             log.info(f"Trial {trial.number}: {STATE_NAMES[outcome.state]} ({outcome.note})")
+        self._batch.append(f"trial {trial.number} ({outcome.note})" if outcome.state == TrialState.FAIL else "")
+        if len(self._batch) == self.n_jobs:
+            self._check_failures()
+
+    def _check_failures(self) -> None:
+        """Ends the sweep when more of the last batch of ``n_jobs`` trials failed than ``max_failure_rate`` allows.
+
+        Raises:
+            TooManyFailures: With the failed trials and why each failed.
+        """
+        batch, self._batch = self._batch, []
+        rate = self.app.max_failure_rate if self.max_failure_rate is None else self.max_failure_rate
+        failed = [note for note in batch if note]
+        if batch and len(failed) / len(batch) > rate:
+            raise TooManyFailures(f"{self.app.name}: {len(failed)} of {len(batch)} trial(s) failed, more than "
+                                  f"hydra.sweeper.max_failure_rate={rate} allows: {'; '.join(failed)}")
 
     # -- the end ------------------------------------------------------------------------------------------------
 
@@ -808,11 +803,16 @@ class LitOptunaSweeperImpl:
             counts += f", {running} running"
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         if not complete:
-            print(f"lit_train: no trial of study {study.study_name!r} completed ({counts}); no {BEST_FILE} written")
+            print(f"{self.app.name}: no trial of study {study.study_name!r} completed ({counts}); "
+                  f"no {BEST_FILE} written")
             return
         best = study.best_trial
         overrides = list(best.user_attrs.get(OVERRIDES_ATTR, [f"{k}={v!r}" for k, v in best.params.items()]))
-        monitor, mode = str(self.config.monitor), str(self.config.mode)
+        monitor = self.app.metric
+        mode = next(mode for mode, direction in DIRECTIONS.items() if direction == study.direction.name.lower())
+        command = self.app.command()
+        if command[0] == sys.executable:
+            command = ["python", *command[1:]]
         record = {
             "study": study.study_name,
             "trial": best.number,
@@ -821,7 +821,7 @@ class LitOptunaSweeperImpl:
             "value": best.value,
             "params": dict(best.params),
             "overrides": overrides,
-            "command": " ".join(["python -m lit_train", *(shlex.quote(o) for o in overrides)]),
+            "command": " ".join(shlex.quote(part) for part in [*command, *overrides]),
             "run_dir": best.user_attrs.get(RUN_DIR_ATTR),
             "trials": tally,
         }
@@ -831,7 +831,7 @@ class LitOptunaSweeperImpl:
         partial = path.with_name(f".{BEST_FILE}.{os.getpid()}")
         partial.write_text(text)
         partial.replace(path)  # whole: another worker may read or write it at the same time
-        print(f"lit_train: best of {len(trials)} trials ({counts}): trial {best.number}, "
+        print(f"{self.app.name}: best of {len(trials)} trials ({counts}): trial {best.number}, "
               f"{monitor} {best.value:.6g} ({mode})")
         print(f"  {' '.join(overrides)}")
         print(f"  written to {path}")

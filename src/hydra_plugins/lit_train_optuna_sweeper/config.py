@@ -5,6 +5,9 @@ config groups of their own, so that switching one resets its arguments:
 ``hydra/sweeper/sampler=random``, ``hydra/sweeper/pruner=hyperband``, and
 ``hydra.sweeper.sampler.seed=1`` or ``hydra.sweeper.pruner.n_warmup_steps=2``
 to change an argument.
+
+The keys, groups and options of hydra-optuna-sweeper's ``hydra/sweeper=optuna``
+mean the same here, so an app written for it runs with ``lit_optuna`` instead.
 """
 
 from dataclasses import dataclass, field
@@ -22,8 +25,14 @@ class TPESamplerConf:
 
     _target_: str = "optuna.samplers.TPESampler"
     seed: Optional[int] = None
+    consider_prior: Optional[bool] = None
+    prior_weight: Optional[float] = None
+    consider_magic_clip: Optional[bool] = None
+    consider_endpoints: Optional[bool] = None
     n_startup_trials: int = 10
     n_ei_candidates: int = 24
+    multivariate: bool = False
+    warn_independent_sampling: Optional[bool] = None
 
 
 @dataclass
@@ -42,6 +51,14 @@ class CmaEsSamplerConf:
     seed: Optional[int] = None
     n_startup_trials: int = 1
     warn_independent_sampling: bool = False
+    x0: Optional[dict[str, Any]] = None
+    sigma0: Optional[float] = None
+    independent_sampler: Optional[Any] = None
+    consider_pruned_trials: bool = False
+    restart_strategy: Optional[str] = None
+    inc_popsize: int = -1
+    use_separable_cma: bool = False
+    source_trials: Optional[Any] = None
 
 
 @dataclass
@@ -52,6 +69,35 @@ class GPSamplerConf:
     seed: Optional[int] = None
     n_startup_trials: int = 10
     deterministic_objective: bool = False
+    independent_sampler: Optional[Any] = None
+    constraints_func: Optional[Any] = None
+    warn_independent_sampling: bool = True
+
+
+@dataclass
+class NSGAIISamplerConf:
+    """NSGA-II, a genetic algorithm."""
+
+    _target_: str = "optuna.samplers.NSGAIISampler"
+    seed: Optional[int] = None
+    population_size: int = 50
+    mutation_prob: Optional[float] = None
+    crossover_prob: float = 0.9
+    swapping_prob: float = 0.5
+    constraints_func: Optional[Any] = None
+
+
+@dataclass
+class QMCSamplerConf:
+    """Quasi-Monte Carlo: low-discrepancy points that cover the space evenly."""
+
+    _target_: str = "optuna.samplers.QMCSampler"
+    seed: Optional[int] = None
+    qmc_type: str = "sobol"
+    scramble: bool = False
+    independent_sampler: Optional[Any] = None
+    warn_asynchronous_seeding: bool = True
+    warn_independent_sampling: bool = True
 
 
 @dataclass
@@ -110,7 +156,8 @@ class HyperbandPrunerConf:
 
 
 #: Options of the hydra/sweeper/sampler and hydra/sweeper/pruner groups.
-SAMPLERS = {"cmaes": CmaEsSamplerConf, "gp": GPSamplerConf, "random": RandomSamplerConf, "tpe": TPESamplerConf}
+SAMPLERS = {"cmaes": CmaEsSamplerConf, "gp": GPSamplerConf, "nsgaii": NSGAIISamplerConf, "qmc": QMCSamplerConf,
+            "random": RandomSamplerConf, "tpe": TPESamplerConf}
 PRUNERS = {"hyperband": HyperbandPrunerConf, "median": MedianPrunerConf, "none": NopPrunerConf,
            "percentile": PercentilePrunerConf, "successive_halving": SuccessiveHalvingPrunerConf}
 
@@ -129,11 +176,16 @@ class LitOptunaSweeperConf:
         n_jobs: Trials run at once. With the basic launcher, above 1 runs each
             trial in its own process and starts the next as soon as any ends;
             other launchers (joblib, submitit) get ``n_jobs`` trials per batch.
-        warm_start: With ``n_jobs`` above 1 on Linux, fork each trial's process from a
-            parent that imported torch and Lightning once for the sweep, so that a
-            trial starts in about a second; ``false`` starts each as ``python -m
-            lit_train`` (seconds of imports each).
-        study_name: The study's name in the storage.
+        warm_start: For lit_train, with ``n_jobs`` above 1 on Linux, fork each trial's
+            process from a parent that imported torch and Lightning once for the sweep,
+            so that a trial starts in about a second; ``false`` starts each as ``python
+            -m lit_train`` (seconds of imports each). Other apps' trials start with
+            the app's own command.
+        direction: ``minimize`` or ``maximize`` what the jobs return; ``null`` follows
+            the app's top-level ``mode`` (``min`` or ``max``) if it has one, else
+            minimizes.
+        study_name: The study's name in the storage; ``null`` names it after the app
+            (``lit_train``, else ``hydra.job.name``).
         storage: Where the study lives: a file path ending in ``.journal`` (Optuna's
             journal file, for workers on several machines sharing a filesystem), an
             SQLAlchemy URL (``postgresql://...``, ``mysql://...``, ``sqlite:///...``),
@@ -147,9 +199,16 @@ class LitOptunaSweeperConf:
             records a running trial as failed (its worker died); above ``heartbeat_interval``.
         max_retries: Times a trial failed that way is run again with the same
             parameters, as a new trial that takes its place in ``n_trials``.
+        max_failure_rate: The fraction of each batch of ``n_jobs`` trials that may fail
+            before the sweep fails; ``null`` is 0.0 (any failure ends the sweep, as in
+            hydra-optuna-sweeper), except for lit_train, where it is 1.0.
         params: The search space, one override per key: ``interval(a,b)``,
             ``tag(log,interval(a,b))``, ``choice(x,y,...)``, ``range(a,b,step)``,
             or a plain value for every trial. The command line adds to it.
+        custom_search_space: The dotted path of a function ``(cfg, trial)`` called for
+            each trial after the params are drawn: each param it suggests on the Optuna
+            ``trial`` (``trial.suggest_float("z", ...)``) and each item of the dict it
+            may return becomes an override of the trial's job.
     """
 
     defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "none"}])
@@ -161,12 +220,15 @@ class LitOptunaSweeperConf:
     n_trials: int = 20
     n_jobs: int = 1
     warm_start: bool = True
-    study_name: str = "lit_train"
+    direction: Optional[str] = None
+    study_name: Optional[str] = None
     storage: Optional[str] = None
     heartbeat_interval: Optional[int] = 60
     grace_period: int = 180
     max_retries: int = 0
-    params: dict[str, Any] = field(default_factory=dict)
+    max_failure_rate: Optional[float] = None
+    params: Optional[dict[str, Any]] = field(default_factory=dict)
+    custom_search_space: Optional[str] = None
 
 
 store = ConfigStore.instance()

@@ -9,6 +9,9 @@ from omegaconf import DictConfig
 
 from hydra_plugins.lit_train_optuna_sweeper import config as _config  # noqa: F401  (registers hydra/sweeper=lit_optuna)
 
+#: The exit code of a sweep refused for its settings, as lit_train's CLI exits for a bad config.
+EXIT_BAD_CONFIG = 2
+
 
 class LitOptunaSweeper(Sweeper):
     """Runs an Optuna study whose trials are Hydra jobs; see :class:`~.config.LitOptunaSweeperConf` for the settings."""
@@ -23,7 +26,6 @@ class LitOptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         from hydra_plugins.lit_train_optuna_sweeper._impl import SweeperConfigError
-        from lit_train.config.checks import EXIT_BAD_CONFIG
 
         try:
             return self._impl.sweep(arguments)

@@ -18,8 +18,8 @@ JOURNAL_SUFFIX = ".journal"
 OPEN_TRIES = 3
 #: Study user attribute where the sweeper leaves its pruner for the jobs: ``{"target": class path, "args": {...}}``.
 PRUNER_ATTR = "lit_train.pruner"
-#: Trial user attributes a job sets (:class:`lit_train.sweep.pruning.TrialPruning`) for the sweeper to read: the
-#: report index at which the trial was pruned / diverged, and ``"<type>: <message>"`` when training raised.
+#: Trial user attributes a job sets (:class:`hydra_plugins.lit_train_optuna_sweeper.trial.Trial`) for the sweeper to
+#: read: the step at which the trial was pruned / diverged, and ``"<type>: <message>"`` when the job raised.
 PRUNED_ATTR = "lit_train.pruned_at"
 DIVERGED_ATTR = "lit_train.diverged_at"
 ERROR_ATTR = "lit_train.error"

@@ -1,14 +1,10 @@
 """Override strings: quoting values, the sweep's own overrides, adding callbacks to the default set, and the
 recorded overrides a resumed run continues with."""
 
-#: Hydra overrides that belong to a sweep, not to one of its jobs: a job started in a process of its own
-#: (a trial, a DDP rank) gets its own run directory and runs as a single run.
-SWEEP_ONLY = ("hydra.mode=", "hydra/sweeper", "hydra.sweeper.", "hydra.run.", "hydra.job.num=")
+# The sweeper's, which serves any app: one quoting and one list of a sweep's own overrides for both.
+from hydra_plugins.lit_train_optuna_sweeper.app import SWEEP_ONLY, quote
 
-
-def quote(text: str) -> str:
-    """``text`` as a quoted Hydra override value (paths may hold ``=``, ``,`` or spaces)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+__all__ = ["SWEEP_ONLY", "expand_callback_additions", "quote", "with_recorded_overrides"]
 
 
 def expand_callback_additions(overrides: list[str]) -> list[str]:

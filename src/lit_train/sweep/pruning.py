@@ -3,8 +3,10 @@
 lit_train's Optuna sweeper (``hydra/sweeper=lit_optuna``) gives each job the
 overrides ``+trial.storage=<url> +trial.study=<name> +trial.number=<n>``; the
 runner then adds :class:`TrialPruning`, which re-opens that trial from the
-study's storage. The job can run in the sweeper's process or anywhere else that
-reaches the storage, so pruning works with any Hydra launcher.
+study's storage and reports to it as any app's code does
+(:class:`hydra_plugins.lit_train_optuna_sweeper.trial.Trial`). The job can run
+in the sweeper's process or anywhere else that reaches the storage, so pruning
+works with any Hydra launcher.
 
 Optuna is imported when a trial is opened, not when this module is imported.
 """
@@ -13,32 +15,12 @@ import math
 from typing import Any
 
 import lightning.pytorch as L
-from hydra.utils import get_object
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
+from hydra_plugins.lit_train_optuna_sweeper.trial import Trial
 from lit_train._compat import state_key
 from lit_train.config.messages import describe
-from lit_train.sweep.storage import DIVERGED_ATTR, ERROR_ATTR, PRUNED_ATTR, PRUNER_ATTR, open_storage
-
-
-def open_trial(storage: str, study: str, number: int) -> Any:
-    """Re-opens trial ``number`` of ``study`` as a live :class:`optuna.trial.Trial`, with the sweep's pruner.
-
-    Raises:
-        ValueError: If the study or the trial is not in the storage.
-    """
-    import optuna
-
-    backend = open_storage(storage)
-    try:
-        study_id = backend.get_study_id_from_name(study)
-        trial_id = backend.get_trial_id_from_study_id_trial_number(study_id, number)
-    except KeyError as e:
-        raise ValueError(f"trial: no trial {number} of study {study!r} in {storage}") from e
-    spec = backend.get_study_user_attrs(study_id).get(PRUNER_ATTR, {"target": "optuna.pruners.NopPruner", "args": {}})
-    pruner = get_object(spec["target"])(**spec["args"])
-    return optuna.trial.Trial(optuna.load_study(study_name=study, storage=backend, pruner=pruner), trial_id)
 
 
 class TrialPruning(Callback):
@@ -91,7 +73,7 @@ class TrialPruning(Callback):
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit" and trainer.is_global_zero and self._trial is None:
-            self._trial = open_trial(self.storage, self.study, self.number)
+            self._trial = Trial(self.storage, self.study, self.number)
 
     @override
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -102,7 +84,7 @@ class TrialPruning(Callback):
     @override
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if self._trial is not None:
-            self._trial.set_user_attr(ERROR_ATTR, describe(exception))
+            self._trial.record_error(describe(exception))
 
     def _report(self, trainer: L.Trainer) -> None:
         decision = None
@@ -117,15 +99,10 @@ class TrialPruning(Callback):
             trainer.should_stop = True
 
     def _decide(self, value: float) -> str | None:
-        step = self._reports
+        self._trial.report(value, self._reports)
         if not math.isfinite(value):
-            self._trial.set_user_attr(DIVERGED_ATTR, step)
             return "diverged"
-        self._trial.report(value, step)
-        if self._trial.should_prune():
-            self._trial.set_user_attr(PRUNED_ATTR, step)
-            return "pruned"
-        return None
+        return "pruned" if self._trial.should_prune() else None
 
     @override
     def state_dict(self) -> dict[str, Any]:
