@@ -1,5 +1,6 @@
 """hydra/sweeper=lit_optuna sweeps any Hydra app (tests/foreign_app), and runs apps written for hydra-optuna-sweeper."""
 
+import math
 import os
 import subprocess
 import sys
@@ -90,6 +91,17 @@ def test_max_failure_rate_ends_the_sweep_when_more_trials_fail(rate, code, tmp_p
 
 
 @pytest.mark.slow
+def test_the_grid_sampler_runs_each_combination_once_and_no_more(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = _run(APP, "-m", "hydra/sweeper=lit_optuna", "hydra/sweeper/sampler=grid", "x=range(0,3)", "y=choice(-2,0)",
+                  "hydra.sweeper.n_trials=10", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = _study(sweep_dir).trials
+    assert sorted((t.params["x"], t.params["y"]) for t in trials) == [(x, y) for x in range(3) for y in (-2, 0)]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+
+
+@pytest.mark.slow
 def test_an_app_written_for_hydra_optuna_sweeper_runs_with_lit_optuna(tmp_path):
     """tests/foreign_app/optuna_conf is hydra-optuna-sweeper's example config with optuna -> lit_optuna."""
     result = _run(OPTUNA_APP, "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
@@ -102,3 +114,74 @@ def test_an_app_written_for_hydra_optuna_sweeper_runs_with_lit_optuna(tmp_path):
         assert abs(t.params["z"] - t.params["x"]) <= 0.5
         assert t.value == pytest.approx(-(t.params["x"] ** 2 + float(t.params["y"]) ** 2 + t.params["z"] ** 2 + 0.5))
     assert yaml.safe_load((tmp_path / "sweep" / "best.yaml").read_text())["value"] == study.best_value
+
+
+def _sweeper(app, config: dict, **settings):
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.lit_train_optuna_sweeper._impl import LitOptunaSweeperImpl
+
+    impl = LitOptunaSweeperImpl(**{"sampler": None, "pruner": None, "n_trials": 1, "n_jobs": 1, "study_name": "s",
+                                   "storage": None, "params": {"x": "interval(0, 1)"}, **settings})
+    impl.config = OmegaConf.create(config)
+    impl.app = app(impl.config)
+    return impl
+
+
+@pytest.mark.parametrize(("mode", "direction", "expected"), [
+    (None, None, "minimize"), ("max", None, "maximize"), ("train", None, "minimize"), ("min", "maximize", "maximize"),
+])
+def test_direction_follows_the_sweeper_then_the_apps_mode_then_minimizes(mode, direction, expected):
+    from hydra_plugins.lit_train_optuna_sweeper.app import App
+
+    config = {} if mode is None else {"mode": mode}
+    assert _sweeper(App, config, direction=direction)._check([])[2] == expected
+
+
+def test_bad_drop_in_settings_are_named_together():
+    from hydra_plugins.lit_train_optuna_sweeper._impl import SweeperConfigError
+    from hydra_plugins.lit_train_optuna_sweeper.app import App
+    from lit_train.sweep.adapter import LitTrainApp
+
+    impl = _sweeper(App, {}, direction=["minimize", "maximize"], max_failure_rate=1.5,
+                    custom_search_space="no_such_module.configure")
+    with pytest.raises(SweeperConfigError) as raised:
+        impl._check([])
+    assert str(raised.value).splitlines() == [
+        "error: hydra.sweeper.max_failure_rate: must be a number from 0 to 1 or null, got 1.5",
+        "error: hydra.sweeper.custom_search_space: No module named 'no_such_module'",
+        "error: hydra.sweeper.direction: must be one of ('minimize', 'maximize') (one objective) or null for the "
+        "app's mode, got ['minimize', 'maximize']",
+        "lit_optuna: 3 sweeper problem(s); nothing was run.",
+    ]
+    lit_train = _sweeper(LitTrainApp, {"monitor": "val/acc", "mode": "max"}, direction="minimize")
+    with pytest.raises(SweeperConfigError, match=r"direction: minimize disagrees with mode=max; leave it null"):
+        lit_train._check([])
+
+
+def test_a_trial_reports_and_is_pruned_through_the_interface(monkeypatch, tmp_path):
+    from hydra_plugins.lit_train_optuna_sweeper import trial
+    from hydra_plugins.lit_train_optuna_sweeper.app import NUMBER_ENV, STORAGE_ENV, STUDY_ENV
+    from hydra_plugins.lit_train_optuna_sweeper.storage import DIVERGED_ATTR, PRUNED_ATTR, PRUNER_ATTR
+
+    assert trial.current() is None  # not a trial of a sweep
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(storage=storage, study_name="s")
+    study.set_user_attr(PRUNER_ATTR, {"target": "optuna.pruners.ThresholdPruner", "args": {"upper": 1.0}})
+    for number in range(2):
+        study.ask()
+    monkeypatch.setenv(STORAGE_ENV, storage)
+    monkeypatch.setenv(STUDY_ENV, "s")
+    for number, values in [(0, [0.5, 2.0]), (1, [0.5, math.nan])]:
+        monkeypatch.setenv(NUMBER_ENV, str(number))
+        this = trial.current()
+        assert this is trial.current() and this.number == number
+        decisions = []
+        for step, value in enumerate(values):
+            this.report(value, step)
+            decisions.append(this.should_prune())
+        attrs = study.trials[number].user_attrs
+        if number == 0:  # above the threshold at step 1
+            assert decisions == [False, True] and attrs[PRUNED_ATTR] == 1
+        else:  # NaN: recorded as diverged at step 1, which the sweeper records as failed
+            assert attrs[DIVERGED_ATTR] == 1 and PRUNED_ATTR not in attrs

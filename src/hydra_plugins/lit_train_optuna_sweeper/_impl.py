@@ -43,6 +43,7 @@ study together:
 """
 
 import difflib
+import functools
 import itertools
 import logging
 import math
@@ -340,6 +341,7 @@ class LitOptunaSweeperImpl:
         self._heartbeat = _Heartbeat(None, None)
         self._seed_offset: int | None = None
         self._extend: Any = None
+        self._space: list[Param] = []
         self._batch: list[bool] = []
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
@@ -414,16 +416,33 @@ class LitOptunaSweeperImpl:
         """The sampler (its seed moved on by ``seed_offset``), the pruner, and the pruner's spec for the jobs."""
         problems: list[str] = []
         sampler, _ = _build("sampler", self.sampler, problems, seed_offset)
+        if isinstance(sampler, functools.partial):  # the grid sampler, whose grid is the search space
+            sampler = self._grid_sampler(sampler, problems)
         pruner, pruner_spec = _build("pruner", self.pruner, problems)
         if problems:
             raise SweeperConfigError(problems, self.app.name)
         return sampler, pruner, pruner_spec
+
+    def _grid_sampler(self, partial: functools.partial, problems: list[str]) -> Any:
+        """``partial`` given the grid of the search space; ``n_trials`` is at most the grid's size."""
+        grid: dict[str, list[Any]] = {}
+        for param in self._space:
+            distribution = param.distribution
+            if isinstance(distribution, CategoricalDistribution):
+                grid[param.key] = list(distribution.choices)
+            elif isinstance(distribution, IntDistribution) and not distribution.log:
+                grid[param.key] = list(range(distribution.low, distribution.high + 1, distribution.step))
+            else:
+                problems.append(f"{param.key}: the grid sampler takes choice() and range(), not an interval")
+        self.n_trials = min(self.n_trials, math.prod(len(values) for values in grid.values()))
+        return partial(search_space=grid)
 
     # -- the sweep ----------------------------------------------------------------------------------------------
 
     def sweep(self, arguments: list[str]) -> list[JobReturn]:
         assert self.config is not None and self.launcher is not None
         space, fixed, direction = self._check(arguments)
+        self._space = space
         processes = is_basic_launcher(self.launcher) and self.n_jobs > 1
         if processes:
             self.app.open()  # first: what it starts (lit_train's warm parent) gets ready while the study opens
@@ -764,7 +783,13 @@ class LitOptunaSweeperImpl:
         trial.set_user_attr(RUN_DIR_ATTR, str(run_dir))
         if outcome.state == TrialState.FAIL:
             trial.set_user_attr(FAILURE_ATTR, outcome.note)
-        study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
+        try:
+            study.tell(trial, outcome.value if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
+        except RuntimeError:
+            # The grid sampler stops the study once the grid is done, which Optuna allows only inside optimize();
+            # the trial was told all the same.
+            if not isinstance(study.sampler, optuna.samplers.GridSampler):
+                raise
         if outcome.state == TrialState.COMPLETE:
             log.info(f"Trial {trial.number}: {self.app.metric} = {outcome.value:.6g}")
         else:

@@ -155,9 +155,21 @@ class HyperbandPrunerConf:
     bootstrap_count: int = 0
 
 
+@dataclass
+class GridSamplerConf:
+    """Every combination of the searched values (``choice()`` and ``range()`` only), each once.
+
+    The sweeper gives it the grid, and runs at most as many trials as the grid holds.
+    """
+
+    _target_: str = "optuna.samplers.GridSampler"
+    _partial_: bool = True
+    seed: Optional[int] = None
+
+
 #: Options of the hydra/sweeper/sampler and hydra/sweeper/pruner groups.
-SAMPLERS = {"cmaes": CmaEsSamplerConf, "gp": GPSamplerConf, "nsgaii": NSGAIISamplerConf, "qmc": QMCSamplerConf,
-            "random": RandomSamplerConf, "tpe": TPESamplerConf}
+SAMPLERS = {"cmaes": CmaEsSamplerConf, "gp": GPSamplerConf, "grid": GridSamplerConf, "nsgaii": NSGAIISamplerConf,
+            "qmc": QMCSamplerConf, "random": RandomSamplerConf, "tpe": TPESamplerConf}
 PRUNERS = {"hyperband": HyperbandPrunerConf, "median": MedianPrunerConf, "none": NopPrunerConf,
            "percentile": PercentilePrunerConf, "successive_halving": SuccessiveHalvingPrunerConf}
 
