@@ -59,6 +59,18 @@ def test_a_foreign_app_is_swept_and_its_best_trial_written(n_jobs, tmp_path):
 
 
 @pytest.mark.slow
+def test_an_app_started_with_dash_m_runs_its_trial_processes_the_same_way(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(APP.parent)}
+    result = subprocess.run([sys.executable, "-m", "app", *SEARCH, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+                             f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [t.state for t in _study(sweep_dir).trials] == [TrialState.COMPLETE] * 2
+    assert yaml.safe_load((sweep_dir / "best.yaml").read_text())["command"].startswith("python -m app ")
+
+
+@pytest.mark.slow
 def test_direction_maximize_and_a_pruner_stop_trials_through_the_trial_interface(tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = _run(APP, *SEARCH, "steps=4", "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=2",
