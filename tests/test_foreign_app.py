@@ -71,6 +71,16 @@ def test_an_app_started_with_dash_m_runs_its_trial_processes_the_same_way(tmp_pa
 
 
 @pytest.mark.slow
+def test_trial_processes_get_the_sweeps_config_name(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = _run(APP, "--config-name=shifted", *SEARCH, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+                  f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = _study(sweep_dir, "app").trials
+    assert [t.value for t in trials] == pytest.approx([_distance(t.params) + 10.0 for t in trials])
+
+
+@pytest.mark.slow
 def test_direction_maximize_and_a_pruner_stop_trials_through_the_trial_interface(tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = _run(APP, *SEARCH, "steps=4", "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=2",

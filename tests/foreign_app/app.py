@@ -15,7 +15,7 @@ def main(cfg: DictConfig) -> float:
     """The distance of ``(x, y)`` from ``(1, -2)``, squared: what the sweep minimizes."""
     if cfg.fail:
         raise ValueError(f"fail={cfg.fail}")
-    target = (cfg.x - 1.0) ** 2 + (cfg.y + 2.0) ** 2
+    target = (cfg.x - 1.0) ** 2 + (cfg.y + 2.0) ** 2 + cfg.offset
     this_trial = trial.current()
     value = target
     for step in range(cfg.steps):

@@ -115,8 +115,15 @@ class App:
         return str(self.config.hydra.job.name)
 
     def command(self) -> list[str]:
-        """The command line that runs one job of the app, before its overrides."""
-        return main_command()
+        """The command line that runs one job of the app, before its overrides.
+
+        The sweep's ``--config-name`` and ``--config-dir`` are not overrides: the command carries them.
+        """
+        hydra = self.config.hydra
+        flags = [f"--config-name={hydra.job.config_name}"] if hydra.job.get("config_name") else []
+        flags += [f"--config-dir={source.path}" for source in hydra.runtime.get("config_sources") or []
+                  if source.provider == "command-line" and source.schema == "file"]
+        return [*main_command(), *flags]
 
     def trial_overrides(self, storage: str, study: str, number: int) -> list[str]:
         """What each trial's job gets beside its parameters: which trial it is, and a callback that keeps its result."""
