@@ -207,3 +207,12 @@ def test_a_trial_reports_and_is_pruned_through_the_interface(monkeypatch, tmp_pa
             assert decisions == [False, True] and attrs[PRUNED_ATTR] == 1
         else:  # NaN: recorded as diverged at step 1, which the sweeper records as failed
             assert attrs[DIVERGED_ATTR] == 1 and PRUNED_ATTR not in attrs
+
+
+def test_only_lit_train_reserves_its_trial_key():
+    from hydra_plugins.lit_train_optuna_sweeper._impl import parse_search_space
+    from lit_train.sweep.adapter import LitTrainApp
+
+    assert parse_search_space({"trial.size": "choice(1,2)"}, [])[2] == []
+    assert parse_search_space({"trial.size": "choice(1,2)"}, [], LitTrainApp.reserved)[2] == [
+        "hydra.sweeper.params.trial.size: the trial.* keys are set by the sweeper for each trial"]

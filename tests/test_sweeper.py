@@ -73,6 +73,7 @@ def test_search_space_problems_are_collected_with_their_source():
         {"optimizer.lr": "tag(lg, interval(1, 0))", "model.net.dropout": "tag(log, choice(0.1, 0.2))",
          "seed": "tag(log, range(0, 10, 2))", "data.batch_size": "choice(,"},
         ["+trial.number=3", "optimizer.weight_decay=tag(log, interval(0, 1))"],
+        reserved=LitTrainApp.reserved,
     )
     assert problems == [
         "hydra.sweeper.params.data.batch_size: no viable alternative at input 'choice(,'",

@@ -190,10 +190,16 @@ def _param(override: Override, path: str, problems: list[str]) -> Param | None:
     return None
 
 
-def parse_search_space(params: dict[str, Any], arguments: list[str]) -> tuple[list[Param], list[str], list[str]]:
+def parse_search_space(params: dict[str, Any], arguments: list[str],
+                       reserved: tuple[str, ...] = ()) -> tuple[list[Param], list[str], list[str]]:
     """Splits ``hydra.sweeper.params`` and the command line into searched keys and overrides shared by every trial.
 
     A key on the command line replaces the same key in ``params``.
+
+    Args:
+        params: ``hydra.sweeper.params``.
+        arguments: The command line's overrides.
+        reserved: The app's keys that the sweeper sets for each trial (lit_train's ``trial``), refused here.
 
     Returns:
         The searched params, the fixed overrides, and the problems found (one line each).
@@ -209,8 +215,8 @@ def parse_search_space(params: dict[str, Any], arguments: list[str]) -> tuple[li
         except HydraException as e:
             problems.append(f"{path}: {str(e).splitlines()[0]}")
             continue
-        if override.key_or_group == "trial" or override.key_or_group.startswith("trial."):
-            problems.append(f"{path}: the trial.* keys are set by the sweeper for each trial")
+        if (key := override.key_or_group.partition(".")[0]) in reserved:
+            problems.append(f"{path}: the {key}.* keys are set by the sweeper for each trial")
             continue
         chosen[override.key_or_group] = (path, override)
     space, fixed = [], []
@@ -386,7 +392,7 @@ class LitOptunaSweeperImpl:
             except (ImportError, ValueError) as e:
                 problems.append(f"hydra.sweeper.custom_search_space: {root_cause(e)}")
         direction = self._direction(problems)
-        space, fixed, more = parse_search_space(self.params, arguments)
+        space, fixed, more = parse_search_space(self.params, arguments, self.app.reserved)
         problems += more
         if not space and not more and self._extend is None:
             problems.append("hydra.sweeper.params: nothing to search; give a range, e.g. "

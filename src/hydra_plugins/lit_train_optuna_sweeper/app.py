@@ -101,6 +101,8 @@ class App:
     metric = "value"
     #: What a trial reports at (see :mod:`.trial`), as the sweeper's notes name it.
     step = "report"
+    #: Top-level keys of the app's config that the sweeper sets for each trial, which the search may not set.
+    reserved: tuple[str, ...] = ()
     #: Whether the app's top-level ``mode`` must give the direction when ``hydra.sweeper.direction`` does not.
     mode_required = False
     #: ``hydra.sweeper.max_failure_rate`` when it is null: hydra-optuna-sweeper's default.

@@ -47,6 +47,7 @@ class LitTrainApp(App):
 
     name = "lit_train"
     step = "validation"
+    reserved = ("trial",)
     mode_required = True
     # A failed trial (a diverged run, a configuration the model cannot take) is part of a search: the sweep goes on.
     max_failure_rate = 1.0
