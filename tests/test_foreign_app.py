@@ -81,9 +81,11 @@ def test_trial_processes_get_the_sweeps_config_name(tmp_path):
 
 
 @pytest.mark.slow
-def test_direction_maximize_and_a_pruner_stop_trials_through_the_trial_interface(tmp_path):
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_direction_maximize_and_a_pruner_stop_trials_through_the_trial_interface(n_jobs, tmp_path):
+    """In the sweeper's process (n_jobs=1) and in trial processes alike."""
     sweep_dir = tmp_path / "sweep"
-    result = _run(APP, *SEARCH, "steps=4", "hydra.sweeper.n_trials=8", "hydra.sweeper.n_jobs=2",
+    result = _run(APP, *SEARCH, "steps=4", "hydra.sweeper.n_trials=8", f"hydra.sweeper.n_jobs={n_jobs}",
                   "hydra.sweeper.direction=maximize", "hydra/sweeper/pruner=median",
                   "hydra.sweeper.pruner.n_startup_trials=2", "hydra.sweeper.pruner.n_warmup_steps=0",
                   f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
