@@ -5,7 +5,9 @@ arguments only, one module with its own ``configure_optimizers`` and one without
 ``conf`` folder whose files become options of lit_train's groups.
 """
 
+import pytest
 import torch
+import yaml
 from support import ROOT, read_summary, run_cli
 
 MY_PKG = {"PYTHONPATH": str(ROOT / "tests" / "byo")}
@@ -102,3 +104,21 @@ def test_a_module_that_records_the_group_builders_as_hyperparameters_is_refused(
         "would hold code that safe loading refuses; save them without: "
         "self.save_hyperparameters(ignore=['optimizer', 'scheduler'])\n") in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_sweep_over_an_own_config_folder_gives_every_trial_that_folder(tmp_path, jobs):
+    """Trials in processes of their own (n_jobs=2: forked from the warm parent) get the sweep's --config-dir too."""
+    experiments = tmp_path / "conf" / "experiment"
+    experiments.mkdir(parents=True)
+    (experiments / "mine.yaml").write_text("# @package _global_\nseed: 7\ntrainer:\n  max_epochs: 1\n")
+    result = run_cli("-m", "-cd", "conf", "experiment=mine", "hydra/sweeper=lit_optuna", "optimizer.lr=0.001,0.01",
+                     "hydra.sweeper.n_trials=2", f"hydra.sweeper.n_jobs={jobs}", *SHORT, "hydra.sweep.dir=sweep",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(2 complete, 0 pruned, 0 failed)" in result.stdout
+    for trial in ("0", "1"):
+        assert read_summary(tmp_path / "sweep" / trial)["seed"] == 7
+    command = yaml.safe_load((tmp_path / "sweep" / "best.yaml").read_text())["command"]
+    assert f"--config-dir={tmp_path / 'conf'} experiment=mine" in command

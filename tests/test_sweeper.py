@@ -148,7 +148,9 @@ def test_parallel_trials_run_torch_on_one_thread_each(sweeper, monkeypatch, tmp_
     import hydra_plugins.lit_train_optuna_sweeper.app as app_module
 
     impl, _, _ = sweeper
-    impl.config = OmegaConf.create({"monitor": "val/acc", "mode": "max", "hydra": {"overrides": {"hydra": []}}})
+    impl.config = OmegaConf.create({"monitor": "val/acc", "mode": "max", "hydra": {
+        "overrides": {"hydra": []}, "job": {"config_name": "config"}, "runtime": {"config_sources": []}}})
+    impl.app = LitTrainApp(impl.config, warm_start=False)
     started = {}
     monkeypatch.setattr(app_module.subprocess, "Popen", lambda command, env: started.update(command=command, env=env))
     impl._start(3, ["optimizer.lr=0.1"], tmp_path / "3")

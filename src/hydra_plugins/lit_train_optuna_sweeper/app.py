@@ -117,15 +117,15 @@ class App:
         return str(self.config.hydra.job.name)
 
     def command(self) -> list[str]:
-        """The command line that runs one job of the app, before its overrides.
+        """The command line that runs one job of the app, before its overrides (:meth:`config_flags` included)."""
+        return [*main_command(), *self.config_flags()]
 
-        The sweep's ``--config-name`` and ``--config-dir`` are not overrides: the command carries them.
-        """
+    def config_flags(self) -> list[str]:
+        """The sweep's ``--config-name`` and ``--config-dir``: not overrides, so each job's command carries them."""
         hydra = self.config.hydra
         flags = [f"--config-name={hydra.job.config_name}"] if hydra.job.get("config_name") else []
-        flags += [f"--config-dir={source.path}" for source in hydra.runtime.get("config_sources") or []
-                  if source.provider == "command-line" and source.schema == "file"]
-        return [*main_command(), *flags]
+        return flags + [f"--config-dir={source.path}" for source in hydra.runtime.get("config_sources") or []
+                        if source.provider == "command-line" and source.schema == "file"]
 
     def trial_overrides(self, storage: str, study: str, number: int) -> list[str]:
         """What each trial's job gets beside its parameters: which trial it is, and a callback that keeps its result."""

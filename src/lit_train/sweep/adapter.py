@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra_plugins.lit_train_optuna_sweeper.app import App, quote
+from lit_train.config.compose import CONFIG_NAME
 from lit_train.config.messages import describe
 from lit_train.sweep.warm_start import WarmParent, WarmParentGone, can_start_warm
 
@@ -67,7 +68,11 @@ class LitTrainApp(App):
         return str(self.config.monitor)
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "lit_train"]
+        return [sys.executable, "-m", "lit_train", *self.config_flags()]
+
+    def config_flags(self) -> list[str]:
+        # lit_train's own root config needs no flag.
+        return [flag for flag in super().config_flags() if flag != f"--config-name={CONFIG_NAME}"]
 
     def trial_overrides(self, storage: str, study: str, number: int) -> list[str]:
         # The trial node, not the environment: lit_train validates it and its runner adds the pruning callback.
@@ -97,7 +102,7 @@ class LitTrainApp(App):
         """Forks the trial from the warm parent if there is one; without one (or once it died) starts it cold."""
         if self._warm is not None:
             try:
-                return self._warm.start(args, env)
+                return self._warm.start([*self.config_flags(), *args], env)
             except WarmParentGone as gone:
                 log.warning(f"Trials start cold from trial {number} on: {gone}")
                 self._warm = None
