@@ -14,7 +14,9 @@ and this is a measurement to decide with, not a target.
 Usage: ``python benchmarks/compile_cpu.py [--quick]``
 """
 
+import os
 import statistics
+import tempfile
 
 from _contenders import Workload, WindowTimer, lit_train
 from _harness import QUICK_SCALE, alternate_rounds, command_line, markdown_table
@@ -34,6 +36,8 @@ def workload(compiled: bool, steps: int) -> Workload:
 def main(quick: bool = False) -> list[tuple[str, bool]]:
     """Prints the table; returns no RATIO results (see the module's docstring)."""
     steps = WARMUP + int((STEPS - WARMUP) * (QUICK_SCALE if quick else 1))
+    # An empty Inductor cache, so that the first round's compile is cold even after earlier runs on this machine.
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="lit_train_compile_bench_")
     warmups: dict[str, list[float]] = {"eager": [], "compiled": []}
 
     def contender(kind: str) -> float:
