@@ -146,6 +146,8 @@ class StopAtStepEnd(Checkpoint):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
     ) -> None:
+        if self.signals.received is None and trainer.world_size == 1:
+            return  # the common case, every step: nothing to stop for, and no other rank to ask
         if trainer.global_step == self._step_before:
             return  # gradients are still accumulating: no step to stop after yet
         if self.last is not None and validation_follows(trainer):
