@@ -214,6 +214,28 @@ def test_skip_leaves_weights_and_adam_state_untouched_and_counts():
     assert monitor.state_dict()["skipped_steps"] == 1
 
 
+class PlantInfs(PlantNaN):
+    """+Inf and -Inf in one gradient of the chosen layers: they cancel to NaN in a sum."""
+
+    def on_after_backward(self):
+        if self.global_step == self.bad_step:
+            for layer in self.bad_layers:
+                self.get_submodule(layer).weight.grad[0, :2] = torch.tensor([math.inf, -math.inf])
+
+
+@pytest.mark.parametrize("plant", [PlantNaN, PlantInfs])
+@pytest.mark.parametrize("precision", ["32-true", "bf16-true"])
+def test_steps_that_log_nothing_catch_every_non_finite_gradient(plant, precision):
+    """Between logged steps the host check sums the gradients instead of taking their norms: it stops all the same."""
+    model = plant(step=2, layers=("net.2",))
+    monitor = GradientMonitor(log_every_n_steps=50, on_nonfinite="stop")
+    trainer = tiny_trainer(max_steps=10, precision=precision, callbacks=[monitor])
+    with pytest.warns(UserWarning, match=rf"^At optimizer step 2, {NET_2} {BACKWARD} Stopped training"):
+        trainer.fit(model, tiny_loader(samples=80))
+    assert trainer.global_step == 3 and monitor.skipped_steps == 1
+    assert_same(model.state_dict(), model.before_bad_step["weights"])
+
+
 def test_warn_only_reports_and_lets_the_update_through():
     model = PlantNaN(step=0, layers=("net.2",))
     monitor = GradientMonitor(on_nonfinite="warn")
@@ -558,9 +580,10 @@ class PlantHuge(PlantNaN):
             self.net[0].weight.grad[0, :2] = 3e38
 
 
-def test_a_finite_gradient_whose_norm_overflows_is_not_dropped():
+@pytest.mark.parametrize("log_every_n_steps", [1, 50])  # steps that log nothing check sums, logged ones norms
+def test_a_finite_gradient_whose_norm_overflows_is_not_dropped(log_every_n_steps):
     model = PlantHuge(step=1, layers=())
-    monitor = GradientMonitor(on_nonfinite="stop")
+    monitor = GradientMonitor(log_every_n_steps=log_every_n_steps, on_nonfinite="stop")
     trainer = tiny_trainer(max_steps=2, callbacks=[monitor])  # the huge step is the last one
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="Non-finite")

@@ -35,9 +35,11 @@ class GradientMonitor(Callback):
     about as cheap as a kernel over the gradients gets): a NaN or Inf element makes its
     gradient's norm non-finite. The same norms give the per-layer norms that are copied
     to the host, in a single transfer, every ``log_every_n_steps`` steps. There is never
-    a sync per parameter. A finite gradient whose L2 norm overflows float32 (elements
-    around 1e19) also reads as non-finite; the host check then tells the two apart with
-    an exact max-abs check, the device skip drops that step too.
+    a sync per parameter. On the host check, a step that logs nothing sums each gradient
+    instead of taking its norm: a NaN or Inf element makes the sum non-finite just the
+    same, at half a norm's cost. A finite gradient whose L2 norm (or sum) overflows
+    float32 (elements around 1e19) also reads as non-finite; the host check then tells
+    the two apart with an exact max-abs check, the device skip drops that step too.
 
     Where the check's result goes depends on the optimizer and device:
 
@@ -211,6 +213,7 @@ class GradientMonitor(Callback):
         self._warned: set[tuple[str, str]] = set()
         self._layout_key: tuple[int, int] | None = None
         self._layout: list[tuple[torch.nn.Parameter, int]] = []
+        self._device_skip = False  # decided with the layout: per optimizer, device and trainer, not per step
         self._layers: list[str] = []
         self._names: list[str] = []  # parameter names, in layout order
         self._index_key: Sequence[int] | None = None
@@ -294,31 +297,50 @@ class GradientMonitor(Callback):
         if not grads:
             return
         log_now = self._interval > 0 and step % self._interval == 0
+        dtype = norm_dtype(grads[0])
+        if not (log_now or self._device_skip):
+            # The host check of a step that logs nothing: a NaN or Inf anywhere makes the sum of the
+            # per-gradient sums non-finite, on every rank, as it would the norms, for half the work.
+            total = self._any_rank(trainer, torch.stack([grad.sum(dtype=dtype) for grad in grads]).sum(), op="sum")
+            if not math.isfinite(total.item()):  # the one host sync
+                self._act_on_nonfinite(trainer, optimizer, step, grads, present, losses)
+            self._check_skipped_fraction(trainer, step)
+            return
 
         # Per-gradient L2 norms: one fused kernel, reused for logging. A NaN or Inf anywhere makes
         # its norm non-finite; so does a finite gradient above ~1e19, told apart below when it happens.
         # (An inf-norm would be exact, but on a CPU it is an order of magnitude slower.)
-        norms = torch.stack(foreach_norm(grads, 2, dtype=norm_dtype(grads[0])))
-        if self._uses_device_skip(trainer, optimizer, norms.device):
+        norms = torch.stack(foreach_norm(grads, 2, dtype=dtype))
+        if self._device_skip:
             self._defer(trainer, optimizer, norms, self._present_index(present, norms.device), losses)
             if log_now:
                 self._log_with_pending(trainer, step, norms, present)
             elif self._interval == 0:  # no logged step would ever report a drop, or let a stop take effect
                 self._report_pending(trainer, step)
             return
-        # The host check: the sum of the norms is finite only if every gradient is, on every rank.
+        # The host check of a logged step: the sum of the norms is finite only if every gradient is, on every rank.
         total = self._any_rank(trainer, norms.sum(), op="sum")
-        if log_now:
-            values = torch.cat([total.reshape(1), *self._layer_norms(norms, present)]).tolist()  # the one host sync
-        else:
-            values = [total.item()]  # the one host sync
-        if not math.isfinite(values[0]) and not self._scaler_handles_nonfinite(trainer):
-            found = self._find_nonfinite(trainer, grads, present, losses)
-            if found.steps > 0:
-                self._handle_nonfinite(trainer, optimizer, step, found)
+        values = torch.cat([total.reshape(1), *self._layer_norms(norms, present)]).tolist()  # the one host sync
+        if not math.isfinite(values[0]):
+            self._act_on_nonfinite(trainer, optimizer, step, grads, present, losses)
         self._check_skipped_fraction(trainer, step)
-        if log_now:
-            self._log(trainer, step, values[1:-1], values[-1])
+        self._log(trainer, step, values[1:-1], values[-1])
+
+    def _act_on_nonfinite(
+        self,
+        trainer: L.Trainer,
+        optimizer: Optimizer,
+        step: int,
+        grads: list[Tensor],
+        present: Sequence[int],
+        losses: list[Tensor],
+    ) -> None:
+        """After a non-finite total on the host check: finds the non-finite gradients and acts on them."""
+        if self._scaler_handles_nonfinite(trainer):
+            return
+        found = self._find_nonfinite(trainer, grads, present, losses)
+        if found.steps > 0:
+            self._handle_nonfinite(trainer, optimizer, step, found)
 
     def _find_nonfinite(
         self, trainer: L.Trainer, grads: list[Tensor], present: Sequence[int], losses: list[Tensor]
@@ -491,6 +513,8 @@ class GradientMonitor(Callback):
             names.append(name)
         self._layout_key, self._layout, self._layers, self._names = key, layout, list(layers), names
         self._index_key = None
+        if layout:
+            self._device_skip = self._uses_device_skip(trainer, optimizer, layout[0][0].device)
         return layout
 
     def _present_index(self, present: Sequence[int], device: torch.device) -> Tensor:
