@@ -40,7 +40,7 @@ _PARTS = [
     ("zero_grad", "torch.optim.Optimizer", "zero_grad"),
     ("next batch (loader and Lightning's fetcher)", "lightning.pytorch.loops.fetchers._PrefetchDataFetcher", "__next__"),
     ("epoch end (hooks, epoch metrics, logging)", "lightning.pytorch.loops.fit_loop._FitLoop", "on_advance_end"),
-    ("of which self.log (model step and epoch end)", "lightning.pytorch.core.module.LightningModule", "log"),
+    ("of which the epoch means (summed over ranks, read, logged)", "lit_train.modules.task.TaskModule", "_log_epoch"),
 ]
 
 

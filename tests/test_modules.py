@@ -5,6 +5,7 @@ import math
 import lightning.pytorch as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import Logger
 from torch.nn import functional as F
 
@@ -93,6 +94,44 @@ def test_classifier_logs_exact_epoch_means_and_windowed_step_losses():
     assert logger.values("val/loss")[-1][1] == pytest.approx(F.cross_entropy(logits, val[1]).item(), rel=1e-5)
     assert logger.values("val/acc")[-1][1] == pytest.approx((logits.argmax(-1) == val[1]).float().mean().item())
     assert set(trainer.callback_metrics) >= {"train/loss", "train/acc", "train/loss_step", "val/loss", "val/acc"}
+
+
+class LogsThroughLightning(Classifier):
+    """A Classifier that also logs a marker through ``self.log`` wherever it logs its epoch means."""
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        self.log("marker/train", 1.0, batch_size=1)
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self.log("marker/val", 1.0, batch_size=1)
+
+
+@pytest.mark.parametrize(("val_check_interval", "validated_at"), [(1.0, [3]), (2, [1, 3])])
+def test_epoch_means_go_where_self_log_puts_them(val_check_interval, validated_at):
+    torch.manual_seed(0)
+    module = LogsThroughLightning(MLP(4, 3, hidden=[8]), num_classes=3)
+    module.configure_optimizers = lambda: torch.optim.SGD(module.parameters(), lr=0.1)
+    train, val = TensorLoader(*_data(50), batch_size=16), TensorLoader(*_data(23, seed=1), batch_size=16)
+    # stops once it reads train/acc
+    stop = EarlyStopping(monitor="train/acc", mode="max", stopping_threshold=0.0, check_on_train_epoch_end=True)
+    trainer = _trainer(max_epochs=3, num_sanity_val_steps=2, val_check_interval=val_check_interval, callbacks=[stop])
+    trainer.fit(module, train, val)
+
+    assert trainer.current_epoch == 1 and stop.stopped_epoch == 0
+    rows = trainer.logger.rows
+    # the steps and epochs of Lightning's own epoch logging, and nothing from the sanity check
+    for stage, steps in (("train", [3]), ("val", validated_at)):
+        ours = [(step, row["epoch"]) for step, row in rows if f"{stage}/loss" in row]
+        assert ours == [(step, row["epoch"]) for step, row in rows if f"marker/{stage}" in row]
+        assert ours == [(step, 0) for step in steps]
+    assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= trainer.callback_metrics.keys()
+    assert trainer.progress_bar_metrics["val/loss"] == pytest.approx(trainer.callback_metrics["val/loss"].item())
+    assert trainer.logged_metrics["train/acc"] is trainer.callback_metrics["train/acc"]
+    # outside fit the means go through self.log, which is what trainer.validate returns
+    (result,) = trainer.validate(module, val, verbose=False)
+    assert result["val/loss"] == pytest.approx(trainer.callback_metrics["val/loss"].item())
 
 
 def test_regressor_and_language_model_metrics():

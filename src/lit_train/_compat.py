@@ -106,6 +106,17 @@ def should_update_logs(trainer: Any) -> bool:
     return trainer._logger_connector.should_update_logs
 
 
+def epoch_logging_step(trainer: Any) -> int:
+    """The step Lightning logs a training or validation epoch's metrics at, read in that epoch's end hooks.
+
+    Lightning counts the batches that stepped an optimizer; its validation epochs log at that
+    count, and a training epoch's end steps the count back by one while it logs, so that both
+    land on the epoch's last step.
+    """
+    stepped = trainer.fit_loop.epoch_loop._batches_that_stepped
+    return stepped - 1 if trainer.training else stepped
+
+
 def state_key(callback: Any, **identity: Any) -> str:
     """Lightning's checkpoint key for ``callback`` with ``identity`` (``Callback._generate_state_key``)."""
     return callback._generate_state_key(**identity)

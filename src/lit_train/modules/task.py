@@ -5,9 +5,11 @@ from typing import Any
 
 import lightning.pytorch as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
 from lit_train._compat import should_update_logs
+from lit_train.modules.epoch_log import log_epoch_means
 from lit_train.modules.quick_hooks import QuickHooks
 from lit_train.modules.running_means import RunningMeans
 
@@ -23,7 +25,9 @@ class TaskModule(QuickHooks, L.LightningModule):
     * ``train/loss_step``: mean training loss over the steps since the previous
       log (or the epoch's start), every ``trainer.log_every_n_steps`` steps;
     * ``<stage>/loss`` and ``<stage>/<metric>``: means over the stage's epoch,
-      weighted by samples (:meth:`batch_weight`) and reduced over all ranks.
+      weighted by samples (:meth:`batch_weight`) and reduced over all ranks. During
+      ``fit`` they bypass ``self.log``, which costs more per call than a small
+      model's step (:mod:`lit_train.modules.epoch_log`).
 
     Values are summed on the device (:class:`RunningMeans`) and read once per
     log, so the training step never waits on the host for a metric. The training
@@ -143,8 +147,12 @@ class TaskModule(QuickHooks, L.LightningModule):
         if not means:
             return
         means.update(self.derived_metrics(means))
-        # Already reduced over ranks: Lightning must not average them again.
-        self.log_dict({f"{stage}/{name}": value for name, value in means.items()}, prog_bar=True, batch_size=1)
+        metrics = {f"{stage}/{name}": value for name, value in means.items()}
+        if self.trainer.state.fn == TrainerFn.FITTING:
+            log_epoch_means(self.trainer, metrics)
+        else:  # trainer.validate and trainer.test return what self.log collected
+            # Already reduced over ranks: Lightning must not average them again.
+            self.log_dict(metrics, prog_bar=True, batch_size=1)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["train_means"] = {
