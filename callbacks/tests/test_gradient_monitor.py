@@ -481,7 +481,8 @@ def test_frozen_layers_are_left_out_and_detached_layers_log_zero():
     assert monitor.last_metrics["grad_norm/detached"] == 0.0
 
 
-def test_a_layer_unfrozen_during_training_is_checked_and_logged():
+@pytest.mark.parametrize("log_every_n_steps", [1, 50])
+def test_a_layer_unfrozen_during_training_is_checked_and_logged(log_every_n_steps):
     class Unfreezing(TinyModule):
         def __init__(self):
             super().__init__()
@@ -497,11 +498,12 @@ def test_a_layer_unfrozen_during_training_is_checked_and_logged():
             if self.global_step == 3:
                 self.late.weight.grad[0, 0] = float("nan")
 
-    monitor = GradientMonitor(log_every_n_steps=1, on_nonfinite="skip")
+    monitor = GradientMonitor(log_every_n_steps=log_every_n_steps, on_nonfinite="skip")
     with pytest.warns(UserWarning, match=r"At optimizer step 3, 1 parameter has non-finite gradients: late.weight\."):
         tiny_trainer(max_steps=4, callbacks=[monitor]).fit(Unfreezing(), tiny_loader())
     assert monitor.skipped_steps == 1
-    assert "grad_norm/late" in monitor.last_metrics
+    # logged from the first logged step after the unfreezing on (with 50: step 0 only, while it was frozen)
+    assert ("grad_norm/late" in monitor.last_metrics) == (log_every_n_steps == 1)
 
 
 def test_under_an_fp16_grad_scaler_norms_are_unscaled_and_overflow_is_left_to_the_scaler():
@@ -642,24 +644,27 @@ def test_a_pending_count_from_before_parameters_were_named_loads():
     assert monitor.state_dict()["pending"] == {"steps": 2, "loss_seen": 0, "loss_nonfinite": 0, "parameters": ()}
 
 
-class FusedUnfreezing(FusedPlantNaN):
-    """A NaN in ``net.2``'s gradient at step 1, then a frozen layer joins at step 2."""
+class FusedGrowing(FusedPlantNaN):
+    """A NaN in ``net.2``'s gradient at step 1, then a new layer joins the optimizer at step 2."""
 
     def __init__(self) -> None:
         super().__init__(step=1, layers=("net.2",))
         self.late = nn.Linear(4, 1)
-        self.late.requires_grad_(False)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.net.parameters(), lr=0.01, fused=True)
 
     def training_step(self, batch, batch_idx):
-        if self.global_step == 2:
-            self.late.requires_grad_(True)
+        optimizer = self.trainer.optimizers[0]
+        if self.global_step == 2 and len(optimizer.param_groups) == 1:
+            optimizer.add_param_group({"params": list(self.late.parameters())})
         return super().training_step(batch, batch_idx) + self.late(batch[0]).mean()
 
 
 def test_device_drops_are_reported_before_the_parameters_change():
     monitor = GradientMonitor(log_every_n_steps=10, on_nonfinite="skip", skip_on_device=True)
     with pytest.warns(UserWarning, match=rf"^1 non-finite gradient step\(s\) up to optimizer step 1; {NET_2}"):
-        tiny_trainer(max_steps=4, callbacks=[monitor]).fit(FusedUnfreezing(), tiny_loader())
+        tiny_trainer(max_steps=4, callbacks=[monitor]).fit(FusedGrowing(), tiny_loader())
     assert monitor.skipped_steps == 1
 
 

@@ -289,9 +289,9 @@ class GradientMonitor(Callback):
         losses, self._losses = self._losses, []
         step = trainer.global_step
         layout = self._param_layout(trainer, pl_module, optimizer)
-        grads = [param.grad for param, _ in layout]
+        grads = [param.grad if param.requires_grad else None for param, _ in layout]
         present: Sequence[int] = range(len(layout))  # positions in the layout of the gradients checked
-        if any(grad is None for grad in grads):  # frozen this step, or detached from the loss
+        if any(grad is None for grad in grads):  # frozen, or detached from the loss this step
             present = [i for i, grad in enumerate(grads) if grad is not None]
             grads = [grads[i] for i in present]
         if not grads:
@@ -494,15 +494,18 @@ class GradientMonitor(Callback):
     def _param_layout(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer
     ) -> list[tuple[torch.nn.Parameter, int]]:
-        """The optimizer's trainable parameters in ``named_parameters()`` order, each with its layer index (cached)."""
-        # Keyed on the trainable count, so that unfreezing a layer (fine-tuning) rebuilds the layout.
+        """The optimizer's parameters in ``named_parameters()`` order, each with its layer index (cached).
+
+        Frozen parameters are in it too, so that unfreezing one (fine-tuning) changes nothing here: each step
+        reads ``requires_grad`` with the gradients, and each log leaves out the layers with none trainable.
+        """
         groups = optimizer.param_groups
-        key = (id(optimizer), sum(param.requires_grad for group in groups for param in group["params"]))
+        key = (id(optimizer), sum(len(group["params"]) for group in groups))
         if key == self._layout_key:
             return self._layout
         if self._unread_steps > 0:  # the device-skip record is laid out by parameter: report it first (a rare sync)
             self._report_pending(trainer, trainer.global_step - 1)
-        in_optimizer = {id(param) for group in groups for param in group["params"] if param.requires_grad}
+        in_optimizer = {id(param) for group in groups for param in group["params"]}
         layers: dict[str, int] = {}
         layout, names = [], []
         for name, param in pl_module.named_parameters():
@@ -565,13 +568,15 @@ class GradientMonitor(Callback):
                 param.grad = None
 
     def _log(self, trainer: L.Trainer, step: int, layer_norms: list[float], total: float) -> None:
-        metrics = {f"grad_norm/{layer}": norm for layer, norm in zip(self._layers, layer_norms)}
+        trainable = {layer for param, layer in self._layout if param.requires_grad}
+        norms = {layer: norm for index, (layer, norm) in enumerate(zip(self._layers, layer_norms)) if index in trainable}
+        metrics = {f"grad_norm/{layer}": norm for layer, norm in norms.items()}
         metrics["grad_norm/total"] = total
         metrics["grad_norm/skipped_steps"] = float(self.skipped_steps)
         self.last_metrics = metrics
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
-        self._track_health(dict(zip(self._layers, layer_norms)))
+        self._track_health(norms)
 
     def _track_health(self, layer_norms: dict[str, float]) -> None:
         for layer, norm in layer_norms.items():
