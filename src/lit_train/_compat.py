@@ -106,6 +106,15 @@ def should_update_logs(trainer: Any) -> bool:
     return trainer._logger_connector.should_update_logs
 
 
+def metric_dicts(trainer: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The dicts behind ``trainer.callback_metrics``, ``logged_metrics`` and ``progress_bar_metrics``.
+
+    Each of those properties first recomputes every value logged through ``self.log`` into its dict.
+    """
+    connector = trainer._logger_connector
+    return connector._callback_metrics, connector._logged_metrics, connector._progress_bar_metrics
+
+
 def epoch_logging_step(trainer: Any) -> int:
     """The step Lightning logs a training or validation epoch's metrics at, read in that epoch's end hooks.
 
