@@ -190,3 +190,43 @@ def test_the_multiprocessing_launcher_resolves():
     assert not _compat.joins_process_group(spawning.strategy)
     assert _compat.joins_process_group(L.Trainer(strategy="ddp", accelerator="cpu", devices=2, logger=False).strategy)
     assert _compat.joins_process_group(L.Trainer(accelerator="cpu", devices=1, logger=False).strategy)
+
+
+class _Counts(L.Callback):
+    """Counts the batch hooks Lightning calls on it: one overridden, one set on the instance."""
+
+    def __init__(self) -> None:
+        self.calls = {"on_train_batch_end": 0, "on_before_zero_grad": 0}
+        self.on_before_zero_grad = lambda *args: self._count("on_before_zero_grad")
+
+    def _count(self, hook: str) -> None:
+        self.calls[hook] += 1
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._count("on_train_batch_end")
+
+
+def test_lightning_passes_over_the_batch_hooks_each_callback_leaves_alone():
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(1, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch[0]).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    counts, plain = _Counts(), L.Callback()
+    _compat.skip_unused_batch_hooks([counts, plain])
+    # the hooks each callback runs stay; every other batch hook is None, which Lightning passes over
+    assert callable(counts.on_train_batch_end) and callable(counts.on_before_zero_grad)
+    assert counts.on_after_backward is None
+    assert all(getattr(plain, hook) is None for hook in _compat.BATCH_HOOKS)
+    assert callable(plain.on_train_start) and callable(plain.state_dict)  # only batch hooks are touched
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 1)), batch_size=1)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_epochs=1,
+                        enable_model_summary=False, callbacks=[counts, plain])
+    trainer.fit(Tiny(), train_dataloaders=data)
+    assert counts.calls == {"on_train_batch_end": 4, "on_before_zero_grad": 4}

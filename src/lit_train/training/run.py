@@ -19,7 +19,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from lit_callbacks import Warmup
 from omegaconf import DictConfig, OmegaConf
 
-from lit_train._compat import joins_process_group
+from lit_train._compat import joins_process_group, skip_unused_batch_hooks
 from lit_train.config.checks import ConfigProblem
 from lit_train.training.atomic import remove_stale_temporaries
 from lit_train.training.checkpoint import check_checkpoint_fits
@@ -209,6 +209,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, signals: StopSignals, resume_f
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
         enable_model_summary=False,
     )
+    skip_unused_batch_hooks(trainer.callbacks)
     if logger:
         trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     return trainer
