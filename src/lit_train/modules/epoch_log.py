@@ -14,9 +14,9 @@ outside ``fit`` the modules log through it as usual.
 
 Loggers write the rows when they next flush, as they write the rows the gradient and
 LR monitors log directly; Lightning would flush after each epoch's rows, which for
-the CSV logger is a file append per epoch. lit_train's CSV logger flushes at every
-checkpoint, every ``flush_logs_every_n_steps`` steps and when the run ends, so a
-resumed run loses no row it keeps.
+the CSV logger is a file append per epoch. Lightning flushes at every logging step,
+and lit_train's CSV logger at every checkpoint and when the run ends, so a resumed
+run loses no row it keeps.
 """
 
 import lightning.pytorch as L
