@@ -23,6 +23,6 @@ test: install
 test-slow: install
 	$(PYTHON) -m pytest -n auto -m slow $(PYTEST_ARGS)
 
-# Benchmarks against a raw PyTorch loop and plain Lightning; BENCH=quick for a three-minute run.
+# Benchmarks against a raw PyTorch loop and plain Lightning; BENCH=quick for a run of about ten minutes.
 bench: install
 	BENCH=$(BENCH) $(PYTHON) benchmarks/run.py

@@ -3,7 +3,7 @@
 Each benchmark prints its tables and one ``RATIO <name> <value> <op> <target>`` line
 per target; this runner collects them, prints the RATIO lines again at the end, and
 exits 1 if any target was missed. The full run adds the Optuna pruning sweep
-(about two minutes); the quick one fits in about three minutes on two cores.
+(about two minutes); the quick one takes about ten minutes on two cores.
 """
 
 import contextlib
