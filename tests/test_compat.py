@@ -11,6 +11,20 @@ from hydra_plugins.lit_train_optuna_sweeper import _compat as sweeper_compat
 from lit_train import _compat
 
 
+class _Tiny(L.LightningModule):
+    """One linear layer trained on whatever batches come."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
 def test_hydra_private_names_resolve():
     from hydra._internal.core_plugins.basic_launcher import BasicLauncher  # noqa: the name under test
 
@@ -81,19 +95,9 @@ def test_validation_follows_the_batches_lightning_validates_after():
         def on_train_batch_end(self, trainer, *args):
             self.seen.append(_compat.validation_follows(trainer))
 
-    class Tiny(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.layer = torch.nn.Linear(1, 1)
-
-        def training_step(self, batch, batch_idx):
-            return self.layer(batch[0]).sum()
-
+    class Tiny(_Tiny):
         def validation_step(self, batch, batch_idx):
             pass
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
 
     data = DataLoader(TensorDataset(torch.ones(4, 1)), batch_size=1)
     record = Record()
@@ -207,17 +211,6 @@ class _Counts(L.Callback):
 
 
 def test_lightning_passes_over_the_batch_hooks_each_callback_leaves_alone():
-    class Tiny(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.layer = torch.nn.Linear(1, 1)
-
-        def training_step(self, batch, batch_idx):
-            return self.layer(batch[0]).sum()
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
     counts, plain = _Counts(), L.Callback()
     _compat.skip_unused_batch_hooks([counts, plain])
     # the hooks each callback runs stay; every other batch hook is None, which Lightning passes over
@@ -228,5 +221,5 @@ def test_lightning_passes_over_the_batch_hooks_each_callback_leaves_alone():
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 1)), batch_size=1)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_epochs=1,
                         enable_model_summary=False, callbacks=[counts, plain])
-    trainer.fit(Tiny(), train_dataloaders=data)
+    trainer.fit(_Tiny(), train_dataloaders=data)
     assert counts.calls == {"on_train_batch_end": 4, "on_before_zero_grad": 4}
