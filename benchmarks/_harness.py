@@ -21,6 +21,10 @@ import torch
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))
 torch.set_num_threads(THREADS)
 
+#: Measured rounds of the throughput comparisons (``BENCH_ROUNDS``, default 5): more rounds, steadier medians
+#: on a machine whose neighbours make identical runs differ.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+
 #: ``BENCH=quick`` settings are the full ones scaled down by this factor where a script allows it.
 QUICK_SCALE = 0.25
 

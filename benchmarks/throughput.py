@@ -18,7 +18,7 @@ least 1.6x plain Lightning as its docs write it. Contenders alternate within eac
 each ratio is the median of the per-round ratios, printed with the lowest and the highest
 round.
 
-Usage: ``python benchmarks/throughput.py [--quick]``
+Usage: ``python benchmarks/throughput.py [--quick]``; ``BENCH_ROUNDS=11`` measures 11 rounds instead of 5.
 """
 
 import statistics
@@ -26,7 +26,8 @@ import time
 
 from _contenders import (Workload, lightning_floor, lit_train, plain_lightning, plain_lightning_batched, raw,
                          raw_no_metrics)
-from _harness import alternate, alternate_rounds, command_line, markdown_table, ratio_line, report, speedup
+from _harness import (ROUNDS, alternate, alternate_rounds, command_line, markdown_table, ratio_line, report,
+                      speedup)
 
 DIGITS = ("data=digits",)
 #: 100,000 rows of 64 features in 10 classes, like digits but with a real data set's epoch length.
@@ -60,7 +61,8 @@ def _workloads(quick: bool) -> list[tuple[str, Workload]]:
 def _throughput(quick: bool) -> tuple[list[list[object]], list[list[object]], list[tuple[str, bool]]]:
     rates, spreads, results = [], [], []
     for label, workload in _workloads(quick):
-        seconds = alternate_rounds({name: lambda f=f, w=workload: f(w) for name, f in CONTENDERS.items()}, repeats=5)
+        runs = {name: lambda f=f, w=workload: f(w) for name, f in CONTENDERS.items()}
+        seconds = alternate_rounds(runs, repeats=ROUNDS)
         rates.append([label, *(workload.steps / statistics.median(values) for values in seconds.values())])
         ratios = {other: speedup(seconds, "lit_train", other)
                   for other in ("Lightning floor", "plain Lightning", "plain Lightning, batched loader", "raw loop")}
@@ -70,7 +72,7 @@ def _throughput(quick: bool) -> tuple[list[list[object]], list[list[object]], li
         results.append(ratio_line(f"train_{workload.name}_vs_plain_lightning", ratios["plain Lightning"], ">=",
                                   PLAIN_BOUND))
     compute = Workload("compute_bound", COMPUTE_BOUND, 8 if quick else 30)
-    seconds = alternate_rounds({"raw": lambda: raw(compute), "lit_train": lambda: lit_train(compute)}, repeats=5)
+    seconds = alternate_rounds({"raw": lambda: raw(compute), "lit_train": lambda: lit_train(compute)}, repeats=ROUNDS)
     ratio = speedup(seconds, "lit_train", "raw")
     rates.append(["4 x 1024 MLP, 100k rows, batch 512", compute.steps / statistics.median(seconds["raw"]), "-",
                   compute.steps / statistics.median(seconds["lit_train"]), *["-"] * (len(CONTENDERS) - 3)])
@@ -99,7 +101,8 @@ def _epoch_costs(quick: bool) -> list[list[object]]:
 def main(quick: bool = False) -> list[tuple[str, bool]]:
     started = time.perf_counter()
     rates, spreads, results = _throughput(quick)
-    print("### Training throughput (optimizer steps/s, medians of 5 alternating rounds; the same math for all)\n")
+    print(f"### Training throughput (optimizer steps/s, medians of {ROUNDS} alternating rounds; the same math for"
+          " all)\n")
     print(markdown_table(["workload", *CONTENDERS], rates))
     print("\n### lit_train's speed over each contender (median of the per-round ratios, lowest-highest round)\n")
     print(markdown_table(["workload", "vs Lightning floor", "vs plain Lightning", "vs plain Lightning, batched loader",
