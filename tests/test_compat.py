@@ -1,5 +1,6 @@
 """Every private name lit_train relies on resolves on the installed versions, and is named only in _compat."""
 
+import dataclasses
 import re
 
 import lightning.pytorch as L
@@ -223,3 +224,13 @@ def test_lightning_passes_over_the_batch_hooks_each_callback_leaves_alone():
                         enable_model_summary=False, callbacks=[counts, plain])
     trainer.fit(_Tiny(), train_dataloaders=data)
     assert counts.calls == {"on_train_batch_end": 4, "on_before_zero_grad": 4}
+
+
+def test_a_callback_that_refuses_new_attributes_keeps_its_hooks():
+    @dataclasses.dataclass(frozen=True)
+    class Frozen(L.Callback):
+        every: int = 1
+
+    frozen = Frozen()
+    _compat.skip_unused_batch_hooks([frozen])
+    assert callable(frozen.on_train_batch_end)  # Lightning calls the no-op, as it would without lit_train

@@ -121,14 +121,19 @@ def skip_unused_batch_hooks(callbacks: list[Any]) -> None:
     profiler context named from the callback's state key: about a microsecond per callback
     and hook, seven hooks a training step. It skips a hook whose attribute is not callable,
     so an instance attribute ``None`` over an inherited no-op takes it out of the loop.
-    Hooks a callback's class overrides, or its instance sets, stay as they are.
+    Hooks a callback's class overrides, or its instance sets, stay as they are, and so do all
+    hooks of a callback that refuses new attributes (a frozen dataclass).
     """
     from lightning.pytorch.callbacks import Callback
 
     for callback in callbacks:
-        for hook in BATCH_HOOKS:
-            if hook not in vars(callback) and getattr(type(callback), hook) is getattr(Callback, hook):
+        unused = [hook for hook in BATCH_HOOKS
+                  if hook not in vars(callback) and getattr(type(callback), hook) is getattr(Callback, hook)]
+        try:
+            for hook in unused:
                 setattr(callback, hook, None)
+        except AttributeError:
+            continue  # nothing was set: the first assignment is the one refused
 
 
 def metric_dicts(trainer: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
