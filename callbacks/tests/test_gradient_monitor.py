@@ -554,6 +554,7 @@ def test_device_skip_drops_the_step_on_the_device_and_reads_the_host_only_on_log
         assert syncs[0] == 3  # logged steps 0 and 4, and the report at the end of training
         assert [s["step"].item() for s in trainer.optimizers[0].state.values()] == [7.0] * 4
     assert not hasattr(trainer.optimizers[0], "found_inf")  # nothing left to drop later steps
+    assert not trainer.optimizers[0]._optimizer_step_post_hooks  # the hook that cleared it went at teardown
 
 
 def test_device_skip_reports_every_step_when_nothing_is_logged(monkeypatch):
@@ -592,6 +593,95 @@ def test_a_finite_gradient_whose_norm_overflows_is_not_dropped(log_every_n_steps
         trainer.fit(model, tiny_loader())
     assert trainer.global_step == 2 and monitor.skipped_steps == 0 and monitor.stop_message is None
     assert model.net[0].weight[0, 0].abs() > 1e36  # the update went through
+
+
+class Awkward(PlantNaN):
+    """Plants a NaN on ``bad_step``, and a negative zero and a subnormal in every gradient, bits kept to compare."""
+
+    def on_after_backward(self):
+        super().on_after_backward()
+        for layer in (self.net[0], self.net[2]):
+            tiny = 1e-45 if layer.weight.dtype == torch.float32 else 1e-40
+            layer.weight.grad[-1, -2:] = torch.tensor([-0.0, tiny])
+        self.planted = [param.grad.clone() for param in self.parameters()]
+
+    def on_before_optimizer_step(self, optimizer):  # after the callbacks' hook
+        if self.global_step == self.bad_step:
+            return  # dropped: every gradient is None
+        for planted, param in zip(self.planted, self.parameters()):
+            bits = torch.int32 if planted.dtype == torch.float32 else torch.int16
+            assert torch.equal(param.grad.view(bits), planted.view(bits))
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-true"])
+def test_the_check_of_a_step_that_logs_nothing_leaves_every_gradient_bit_as_it_was(precision):
+    model = Awkward(step=3, layers=("net.2",))
+    trainer = tiny_trainer(max_steps=10, precision=precision, callbacks=[GradientMonitor(log_every_n_steps=50)])
+    with pytest.warns(UserWarning, match=rf"^At optimizer step 3, {NET_2} {BACKWARD} Stopped training"):
+        trainer.fit(model, tiny_loader(samples=80))
+    assert trainer.global_step == 4
+
+
+def test_where_the_fused_check_cannot_run_the_sums_stand_in(monkeypatch):
+    calls = []
+
+    def unsupported(*args):
+        calls.append(args)
+        raise NotImplementedError("Could not run '_amp_foreach_non_finite_check_and_unscale_' on this backend")
+
+    monkeypatch.setattr("lit_callbacks.gradient_monitor.non_finite_check_and_unscale_", unsupported)
+    model = PlantInfs(step=3, layers=("net.2",))
+    trainer = tiny_trainer(max_steps=10, callbacks=[GradientMonitor(log_every_n_steps=50)])
+    with pytest.warns(UserWarning, match=rf"^At optimizer step 3, {NET_2} {BACKWARD} Stopped training"):
+        trainer.fit(model, tiny_loader(samples=80))
+    assert trainer.global_step == 4
+    assert_same(model.state_dict(), model.before_bad_step["weights"])
+    assert len(calls) == 1  # tried once, not on every step
+
+
+class SparseEmbedding(L.LightningModule):
+    """``Embedding(10, 4, sparse=True) -> Linear(4, 1)``; a NaN in the embedding's gradient on ``bad_step``."""
+
+    def __init__(self, bad_step: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(10, 4, sparse=True)
+        self.head = nn.Linear(4, 1)
+        self.bad_step = bad_step
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        tokens = (x[:, :2].abs() * 3).long() % 10  # two tokens a sample, repeated within a batch
+        return nn.functional.mse_loss(self.head(self.embedding(tokens).mean(1)), y)
+
+    def on_after_backward(self):
+        if self.global_step == self.bad_step:
+            grad = self.embedding.weight.grad
+            self.embedding.weight.grad = torch.sparse_coo_tensor(grad._indices(), grad._values() * math.nan, grad.shape)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+class DenseNormRecorder(NormRecorder):
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        grad = pl_module.embedding.weight.grad  # None once the monitor dropped the step
+        if grad is not None:
+            self.expected[trainer.global_step] = {"grad_norm/embedding": float(grad.to_dense().norm())}
+
+
+@pytest.mark.parametrize("log_every_n_steps", [1, 50])
+def test_sparse_gradients_are_measured_and_checked(log_every_n_steps):
+    logger, recorder = MemoryLogger(), DenseNormRecorder()
+    monitor = GradientMonitor(log_every_n_steps=log_every_n_steps)
+    trainer = tiny_trainer(max_steps=10, logger=logger, callbacks=[monitor, recorder])
+    match = r"^At optimizer step 3, 1 parameter has non-finite gradients: embedding.weight\."
+    with pytest.warns(UserWarning, match=match):
+        trainer.fit(SparseEmbedding(bad_step=3), tiny_loader(samples=80))
+    assert trainer.global_step == 4 and monitor.skipped_steps == 1
+    logged = logger.steps_with("grad_norm/embedding")
+    assert logged == ([0, 1, 2, 3] if log_every_n_steps == 1 else [0])
+    finite = [recorder.expected[step]["grad_norm/embedding"] for step in logged if step < 3]
+    assert logger.values("grad_norm/embedding")[: len(finite)] == pytest.approx(finite)
 
 
 def test_skip_on_device_must_be_a_bool_or_none():

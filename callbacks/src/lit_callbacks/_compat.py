@@ -133,6 +133,9 @@ class ExtensibleEarlyStopping(EarlyStopping):
 foreach_norm = _attribute(torch, "_foreach_norm")
 foreach_add_ = _attribute(torch, "_foreach_add_")
 foreach_sign = _attribute(torch, "_foreach_sign")
+#: A gradient scaler's overflow check: one fused pass that flags any NaN or Inf in a list of tensors and
+#: multiplies them in place by an inverse scale (a scale of 1 writes every value back as it was).
+non_finite_check_and_unscale_ = _attribute(torch, "_amp_foreach_non_finite_check_and_unscale_")
 
 for _optimizer in (Adam, SGD):
     _mentioned(_optimizer.__init__, "_step_supports_amp_scaling", _optimizer)
@@ -158,8 +161,8 @@ def set_found_inf(optimizer: Optimizer, flag: Tensor) -> None:
 
 
 def clear_found_inf(optimizer: Optimizer) -> None:
-    """Undoes :func:`set_found_inf`."""
-    del optimizer.found_inf
+    """Undoes :func:`set_found_inf` (if it was set)."""
+    optimizer.__dict__.pop("found_inf", None)
 
 
 def fresh_loader(loader: DataLoader) -> DataLoader:

@@ -15,9 +15,17 @@ from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelP
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.optim import Optimizer
+from torch.utils.hooks import RemovableHandle
 from typing_extensions import override
 
-from ._compat import clear_found_inf, foreach_norm, generate_state_key, set_found_inf, skips_step_on_found_inf
+from ._compat import (
+    clear_found_inf,
+    foreach_norm,
+    generate_state_key,
+    non_finite_check_and_unscale_,
+    set_found_inf,
+    skips_step_on_found_inf,
+)
 from ._norms import norm_dtype
 from ._validation import check_bool, check_choice, check_int, check_number
 
@@ -31,15 +39,15 @@ class GradientMonitor(Callback):
     and before gradient clipping. That hook runs once per optimizer step, so gradient
     accumulation yields one measurement per step.
 
-    Every optimizer step gets one fused ``torch._foreach_norm`` of all gradients (L2,
-    about as cheap as a kernel over the gradients gets): a NaN or Inf element makes its
-    gradient's norm non-finite. The same norms give the per-layer norms that are copied
-    to the host, in a single transfer, every ``log_every_n_steps`` steps. There is never
-    a sync per parameter. On the host check, a step that logs nothing sums each gradient
-    instead of taking its norm: a NaN or Inf element makes the sum non-finite just the
-    same, at half a norm's cost. A finite gradient whose L2 norm (or sum) overflows
-    float32 (elements around 1e19) also reads as non-finite; the host check then tells
-    the two apart with an exact max-abs check, the device skip drops that step too.
+    Every optimizer step reads every gradient once, in one fused kernel, and never syncs
+    per parameter. A logged step (every ``log_every_n_steps``) and every step of the device
+    skip take ``torch._foreach_norm`` of all gradients (L2): a NaN or Inf element makes its
+    gradient's norm non-finite, and the same norms give the per-layer norms, copied to the
+    host in a single transfer. A finite gradient whose L2 norm overflows float32 (elements
+    around 1e19) reads as non-finite too; the host check then tells the two apart with an
+    exact max-abs check, the device skip drops that step too. On the host check, a step
+    that logs nothing takes no norms: the kernel a gradient scaler checks for overflow with
+    (at a scale of 1, which writes every value back as it was) flags any NaN or Inf exactly.
 
     Where the check's result goes depends on the optimizer and device:
 
@@ -214,6 +222,9 @@ class GradientMonitor(Callback):
         self._layout_key: tuple[int, int] | None = None
         self._layout: list[tuple[torch.nn.Parameter, int]] = []
         self._device_skip = False  # decided with the layout: per optimizer, device and trainer, not per step
+        self._sparse = False  # whether a gradient is sparse (nn.Embedding(sparse=True)): decided with the layout
+        # The host check's (found, scale of 1) for the scaler's fused check; None where that kernel cannot run.
+        self._finite_check: tuple[Tensor, Tensor] | None = None
         self._layers: list[str] = []
         self._names: list[str] = []  # parameter names, in layout order
         self._index_key: Sequence[int] | None = None
@@ -224,7 +235,9 @@ class GradientMonitor(Callback):
         self._pending: Tensor | None = None
         self._unread_steps = 0  # steps recorded in _pending since the host last read it
         self._carried = _NonFinite()  # unreported steps restored from a checkpoint
-        self._flagged: Optimizer | None = None  # the optimizer holding this step's found_inf
+        # Clears found_inf after each step of the device skip's optimizer: one left there would drop every later step
+        # that this monitor does not check (a hook on the optimizer, as no callback hook follows its step directly).
+        self._clear_after_step: RemovableHandle | None = None
 
     # Cached: Lightning reads the key around every hook call, and it only names constructor arguments.
     # Only the arguments that tell two monitors apart: a new argument here would orphan older checkpoints.
@@ -247,8 +260,9 @@ class GradientMonitor(Callback):
 
     @override
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._stop_clearing()
         self._layout_key, self._layout, self._layers, self._names = None, [], [], []
-        self._index_key, self._index = None, None
+        self._index_key, self._index, self._finite_check = None, None, None
         self._losses = []
 
     @override
@@ -258,15 +272,6 @@ class GradientMonitor(Callback):
     @override
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Optimizer) -> None:
         self._check_gradients(trainer, pl_module, optimizer)
-
-    @override
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        # A found_inf left on the optimizer would drop every later step that this monitor does not check.
-        if self._flagged is not None:
-            clear_found_inf(self._flagged)
-            self._flagged = None
 
     @override
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -290,6 +295,8 @@ class GradientMonitor(Callback):
         step = trainer.global_step
         layout = self._param_layout(trainer, pl_module, optimizer)
         grads = [param.grad if param.requires_grad else None for param, _ in layout]
+        if self._sparse:
+            grads = [_values(grad) for grad in grads]
         present: Sequence[int] = range(len(layout))  # positions in the layout of the gradients checked
         if any(grad is None for grad in grads):  # frozen, or detached from the loss this step
             present = [i for i, grad in enumerate(grads) if grad is not None]
@@ -297,12 +304,8 @@ class GradientMonitor(Callback):
         if not grads:
             return
         log_now = self._interval > 0 and step % self._interval == 0
-        dtype = norm_dtype(grads[0])
         if not (log_now or self._device_skip):
-            # The host check of a step that logs nothing: a NaN or Inf anywhere makes the sum of the
-            # per-gradient sums non-finite, on every rank, as it would the norms, for half the work.
-            total = self._any_rank(trainer, torch.stack([grad.sum(dtype=dtype) for grad in grads]).sum(), op="sum")
-            if not math.isfinite(total.item()):  # the one host sync
+            if not self._all_finite(trainer, grads):
                 self._act_on_nonfinite(trainer, optimizer, step, grads, present, losses)
             self._check_skipped_fraction(trainer, step)
             return
@@ -310,7 +313,7 @@ class GradientMonitor(Callback):
         # Per-gradient L2 norms: one fused kernel, reused for logging. A NaN or Inf anywhere makes
         # its norm non-finite; so does a finite gradient above ~1e19, told apart below when it happens.
         # (An inf-norm would be exact, but on a CPU it is an order of magnitude slower.)
-        norms = torch.stack(foreach_norm(grads, 2, dtype=dtype))
+        norms = torch.stack(foreach_norm(grads, 2, dtype=norm_dtype(grads[0])))
         if self._device_skip:
             self._defer(trainer, optimizer, norms, self._present_index(present, norms.device), losses)
             if log_now:
@@ -325,6 +328,27 @@ class GradientMonitor(Callback):
             self._act_on_nonfinite(trainer, optimizer, step, grads, present, losses)
         self._check_skipped_fraction(trainer, step)
         self._log(trainer, step, values[1:-1], values[-1])
+
+    def _all_finite(self, trainer: L.Trainer, grads: list[Tensor]) -> bool:
+        """The host check of a step that logs nothing: whether every gradient element is finite on every rank.
+
+        The gradient scaler's fused check reads every element once, in one kernel, and is exact.
+        Where it cannot run (a device without the kernel, or gradients set by hand that overlap
+        in memory) the sum of the per-gradient sums stands in: a NaN or Inf anywhere makes it
+        non-finite, as does an overflow, which ``_find_nonfinite`` tells apart. Both reduce over
+        ranks by a sum, so that every rank makes the same collective call whichever it took.
+        """
+        if self._finite_check is not None:
+            found, one = self._finite_check
+            try:
+                non_finite_check_and_unscale_(grads, found.zero_(), one)
+            except (RuntimeError, NotImplementedError):
+                self._finite_check = None  # until the layout changes
+            else:
+                return not self._any_rank(trainer, found, op="sum").item()  # the one host sync
+        dtype = norm_dtype(grads[0])
+        total = self._any_rank(trainer, torch.stack([grad.sum(dtype=dtype) for grad in grads]).sum(), op="sum")
+        return math.isfinite(total.item())  # the one host sync
 
     def _act_on_nonfinite(
         self,
@@ -374,7 +398,6 @@ class GradientMonitor(Callback):
         flags = self._any_rank(trainer, torch.stack([bad.any(), loss_bad]).float())  # any rank's gradients, loss
         if self.on_nonfinite != "warn":
             set_found_inf(optimizer, flags[0])
-            self._flagged = optimizer
         size = 3 + len(self._names)
         if self._pending is None or self._pending.numel() != size:
             self._pending = torch.zeros(size, device=norms.device)
@@ -516,9 +539,24 @@ class GradientMonitor(Callback):
             names.append(name)
         self._layout_key, self._layout, self._layers, self._names = key, layout, list(layers), names
         self._index_key = None
+        self._stop_clearing()
+        # Decided once per layout, as a per-step look at every gradient's layout would cost more than the check.
+        self._sparse = any(getattr(module, "sparse", False) is True for module in pl_module.modules()) or any(
+            param.grad is not None and param.grad.is_sparse for param, _ in layout
+        )
         if layout:
-            self._device_skip = self._uses_device_skip(trainer, optimizer, layout[0][0].device)
+            device = layout[0][0].device
+            self._device_skip = self._uses_device_skip(trainer, optimizer, device)
+            if self._device_skip:
+                self._clear_after_step = optimizer.register_step_post_hook(_clear_found_inf)
+            found, one = (torch.full((1,), value, dtype=torch.float32, device=device) for value in (0.0, 1.0))
+            self._finite_check = (found, one)
         return layout
+
+    def _stop_clearing(self) -> None:
+        if self._clear_after_step is not None:
+            self._clear_after_step.remove()
+            self._clear_after_step = None
 
     def _present_index(self, present: Sequence[int], device: torch.device) -> Tensor:
         """Device tensor of each present gradient's layer (row 0) and layout position (row 1), cached."""
@@ -628,6 +666,20 @@ class GradientMonitor(Callback):
         streaks = state_dict.get("streaks", {})
         self._streaks = {kind: dict(streaks.get(kind, {})) for kind in ("vanishing", "exploding")}
         self._warned = {tuple(entry) for entry in state_dict.get("warned", [])}
+
+
+def _clear_found_inf(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+    """An optimizer step post-hook: the step is done, so the flag that could drop it goes."""
+    clear_found_inf(optimizer)
+
+
+def _values(grad: Tensor | None) -> Tensor | None:
+    """A gradient as a strided tensor with the same norm and the same NaN/Inf, for the fused kernels.
+
+    A sparse gradient (``nn.Embedding(sparse=True)``) becomes its coalesced values: summing
+    duplicate indices first keeps the norm exact, and the kernels run on strided tensors only.
+    """
+    return grad.coalesce().values() if grad is not None and grad.is_sparse else grad
 
 
 @dataclasses.dataclass(frozen=True)
