@@ -639,6 +639,29 @@ def test_where_the_fused_check_cannot_run_the_sums_stand_in(monkeypatch):
     assert len(calls) == 1  # tried once, not on every step
 
 
+class FrozenWithNaN(PlantNaN):
+    """On ``bad_step`` the chosen layers are frozen, yet their weights hold a NaN gradient (set by hand)."""
+
+    def on_after_backward(self):
+        if self.global_step == self.bad_step:
+            for layer in self.bad_layers:
+                weight = self.get_submodule(layer).weight
+                weight.requires_grad_(False)
+                weight.grad = torch.full_like(weight, math.nan)
+
+
+@pytest.mark.parametrize("log_every_n_steps", [1, 50])
+def test_a_frozen_parameter_that_still_has_a_gradient_is_checked_as_the_optimizer_applies_it(log_every_n_steps):
+    model = FrozenWithNaN(step=2, layers=("net.0",))
+    monitor = GradientMonitor(log_every_n_steps=log_every_n_steps)
+    trainer = tiny_trainer(max_steps=10, callbacks=[monitor])
+    match = rf"^At optimizer step 2, 1 parameter has non-finite gradients: net.0.weight\. {BACKWARD} Stopped"
+    with pytest.warns(UserWarning, match=match):
+        trainer.fit(model, tiny_loader(samples=80))
+    assert trainer.global_step == 3
+    assert_same(model.state_dict(), model.before_bad_step["weights"])
+
+
 class SparseEmbedding(L.LightningModule):
     """``Embedding(10, 4, sparse=True) -> Linear(4, 1)``; a NaN in the embedding's gradient on ``bad_step``."""
 

@@ -124,8 +124,10 @@ class GradientMonitor(Callback):
     * ``grad_norm/total``: global L2 norm over all gradients of the optimizer.
     * ``grad_norm/skipped_steps``: number of optimizer steps dropped so far.
 
-    Frozen parameters (``requires_grad=False``) are left out. A layer whose trainable
-    parameters got no gradient in a step (detached from the loss) is logged as ``0.0``.
+    Layers whose parameters are all frozen (``requires_grad=False``) are left out of the logs.
+    A layer whose trainable parameters got no gradient in a step (detached from the loss) is
+    logged as ``0.0``. A frozen parameter that still holds a gradient (set by hand, or left by
+    ``zero_grad(set_to_none=False)``) is checked like any other: torch optimizers apply it.
 
     The latest logged values are also kept in :attr:`last_metrics`.
 
@@ -294,22 +296,17 @@ class GradientMonitor(Callback):
         losses, self._losses = self._losses, []
         step = trainer.global_step
         layout = self._param_layout(trainer, pl_module, optimizer)
-        grads = [param.grad if param.requires_grad else None for param, _ in layout]
-        if self._sparse:
-            grads = [_values(grad) for grad in grads]
-        present: Sequence[int] = range(len(layout))  # positions in the layout of the gradients checked
-        if any(grad is None for grad in grads):  # frozen, or detached from the loss this step
-            present = [i for i, grad in enumerate(grads) if grad is not None]
-            grads = [grads[i] for i in present]
-        if not grads:
-            return
         log_now = self._interval > 0 and step % self._interval == 0
         if not (log_now or self._device_skip):
-            if not self._all_finite(trainer, grads):
-                self._act_on_nonfinite(trainer, optimizer, step, grads, present, losses)
-            self._check_skipped_fraction(trainer, step)
+            if not self._all_finite(trainer, layout):
+                self._act_on_nonfinite(trainer, optimizer, step, *self._present_gradients(layout), losses)
+            if self.skipped_steps:  # the cap can only be passed once a step was dropped
+                self._check_skipped_fraction(trainer, step)
             return
 
+        grads, present = self._present_gradients(layout)
+        if not grads:
+            return
         # Per-gradient L2 norms: one fused kernel, reused for logging. A NaN or Inf anywhere makes
         # its norm non-finite; so does a finite gradient above ~1e19, told apart below when it happens.
         # (An inf-norm would be exact, but on a CPU it is an order of magnitude slower.)
@@ -323,32 +320,62 @@ class GradientMonitor(Callback):
             return
         # The host check of a logged step: the sum of the norms is finite only if every gradient is, on every rank.
         total = self._any_rank(trainer, norms.sum(), op="sum")
-        values = torch.cat([total.reshape(1), *self._layer_norms(norms, present)]).tolist()  # the one host sync
+        values = torch.cat([total.reshape(1), norms]).tolist()  # the one host sync
         if not math.isfinite(values[0]):
             self._act_on_nonfinite(trainer, optimizer, step, grads, present, losses)
         self._check_skipped_fraction(trainer, step)
-        self._log(trainer, step, values[1:-1], values[-1])
+        self._log(trainer, step, *self._layer_norms(values[1:], present))
 
-    def _all_finite(self, trainer: L.Trainer, grads: list[Tensor]) -> bool:
+    def _present_gradients(self, layout: list[tuple[torch.nn.Parameter, int]]) -> tuple[list[Tensor], Sequence[int]]:
+        """The gradients the optimizer is about to apply, and their positions in the layout.
+
+        Parameters without a gradient this step (frozen, or detached from the loss) are left
+        out; a sparse gradient is replaced by its values (see :func:`_values`).
+        """
+        grads = [param.grad for param, _ in layout]
+        if self._sparse:
+            grads = [_values(grad) for grad in grads]
+        present: Sequence[int] = range(len(layout))
+        if any(grad is None for grad in grads):
+            present = [i for i, grad in enumerate(grads) if grad is not None]
+            grads = [grads[i] for i in present]
+        return grads, present
+
+    def _all_finite(self, trainer: L.Trainer, layout: list[tuple[torch.nn.Parameter, int]]) -> bool:
         """The host check of a step that logs nothing: whether every gradient element is finite on every rank.
 
         The gradient scaler's fused check reads every element once, in one kernel, and is exact.
-        Where it cannot run (a device without the kernel, or gradients set by hand that overlap
-        in memory) the sum of the per-gradient sums stands in: a NaN or Inf anywhere makes it
-        non-finite, as does an overflow, which ``_find_nonfinite`` tells apart. Both reduce over
-        ranks by a sum, so that every rank makes the same collective call whichever it took.
+        It is first given every parameter's gradient as it stands, the common case: a ``None``
+        among them (frozen, or detached) makes it refuse the list at once, and the gradients of
+        :meth:`_present_gradients` go in instead. Where the check cannot run (a device without
+        the kernel, or gradients set by hand that overlap in memory) the sum of the per-gradient
+        sums stands in: a NaN or Inf anywhere makes it non-finite, as does an overflow, which
+        ``_find_nonfinite`` tells apart. Every path reduces one flag over ranks by a sum, so that
+        every rank makes the same collective call whichever it took.
         """
-        if self._finite_check is not None:
-            found, one = self._finite_check
-            try:
-                non_finite_check_and_unscale_(grads, found.zero_(), one)
-            except (RuntimeError, NotImplementedError):
-                self._finite_check = None  # until the layout changes
-            else:
-                return not self._any_rank(trainer, found, op="sum").item()  # the one host sync
-        dtype = norm_dtype(grads[0])
-        total = self._any_rank(trainer, torch.stack([grad.sum(dtype=dtype) for grad in grads]).sum(), op="sum")
-        return math.isfinite(total.item())  # the one host sync
+        if self._sparse or not self._fused_check([param.grad for param, _ in layout]):
+            grads = self._present_gradients(layout)[0]
+            if not grads:
+                return True
+            if not self._fused_check(grads):
+                dtype = norm_dtype(grads[0])
+                total = self._any_rank(trainer, torch.stack([grad.sum(dtype=dtype) for grad in grads]).sum(), op="sum")
+                return math.isfinite(total.item())  # the one host sync
+        return not self._any_rank(trainer, self._finite_check[0], op="sum").item()  # the one host sync
+
+    def _fused_check(self, grads: list[Tensor]) -> bool:
+        """Runs the scaler's fused check of ``grads`` into ``found``; False where it cannot."""
+        if self._finite_check is None:
+            return False
+        found, one = self._finite_check
+        try:
+            non_finite_check_and_unscale_(grads, found.zero_(), one)
+        except TypeError:  # a None among the gradients
+            return False
+        except (RuntimeError, NotImplementedError):
+            self._finite_check = None  # until the layout changes
+            return False
+        return True
 
     def _act_on_nonfinite(
         self,
@@ -383,11 +410,16 @@ class GradientMonitor(Callback):
         """Whether a loss of the step holds a NaN or Inf, as a 0-dim tensor on ``device`` (no host sync)."""
         return ~torch.cat([loss.reshape(-1) for loss in losses]).isfinite().all().to(device)
 
-    def _layer_norms(self, norms: Tensor, present: Sequence[int]) -> list[Tensor]:
-        """Each layer's L2 norm and the total, from the per-gradient norms."""
-        layers = self._present_index(present, norms.device)[0]
-        layer_sq = torch.zeros(len(self._layers), device=norms.device, dtype=norms.dtype).index_add_(0, layers, norms.square())
-        return [layer_sq.sqrt(), layer_sq.sum().sqrt().reshape(1)]
+    def _layer_norms(self, norms: list[float], present: Sequence[int]) -> tuple[list[float], float]:
+        """Each layer's L2 norm and the total, from the per-gradient norms read on the host.
+
+        A few floats a parameter, summed in double precision: cheaper than the handful of
+        small kernels the same sums take on the device.
+        """
+        squares = [0.0] * len(self._layers)
+        for position, norm in zip(present, norms):
+            squares[self._layout[position][1]] += norm * norm
+        return [math.sqrt(square) for square in squares], math.sqrt(sum(squares))
 
     def _defer(
         self, trainer: L.Trainer, optimizer: Optimizer, norms: Tensor, index: Tensor, losses: list[Tensor]
@@ -405,16 +437,16 @@ class GradientMonitor(Callback):
         if losses:
             self._pending[1] += flags[0]
             self._pending[2] += flags[0] * flags[1]
-        self._pending[3:].index_add_(0, index[1], bad.float())
+        self._pending[3:].index_add_(0, index, bad.float())
         self._unread_steps += 1
 
     def _log_with_pending(self, trainer: L.Trainer, step: int, norms: Tensor, present: Sequence[int]) -> None:
         size = self._pending.numel()
-        values = torch.cat([self._pending, *self._layer_norms(norms, present)]).tolist()  # the one host sync
+        values = torch.cat([self._pending, norms]).tolist()  # the one host sync
         self._pending.zero_()
         self._unread_steps = 0
         self._act_on_pending(trainer, step, self._read_pending(values[:size]))
-        self._log(trainer, step, values[size:-1], values[-1])
+        self._log(trainer, step, *self._layer_norms(values[size:], present))
 
     def _report_pending(self, trainer: L.Trainer, step: int) -> None:
         """Reports non-finite steps dropped on the device since the last logged step (one sync, if any)."""
@@ -520,7 +552,7 @@ class GradientMonitor(Callback):
         """The optimizer's parameters in ``named_parameters()`` order, each with its layer index (cached).
 
         Frozen parameters are in it too, so that unfreezing one (fine-tuning) changes nothing here: each step
-        reads ``requires_grad`` with the gradients, and each log leaves out the layers with none trainable.
+        reads the gradients there are, and each log leaves out the layers with none trainable.
         """
         groups = optimizer.param_groups
         key = (id(optimizer), sum(len(group["params"]) for group in groups))
@@ -559,10 +591,9 @@ class GradientMonitor(Callback):
             self._clear_after_step = None
 
     def _present_index(self, present: Sequence[int], device: torch.device) -> Tensor:
-        """Device tensor of each present gradient's layer (row 0) and layout position (row 1), cached."""
+        """Device tensor of each present gradient's position in the layout, cached."""
         if present != self._index_key or self._index is None or self._index.device != device:
-            layers = [self._layout[i][1] for i in present]
-            self._index = torch.tensor([layers, list(present)], dtype=torch.long, device=device)
+            self._index = torch.tensor(list(present), dtype=torch.long, device=device)
             self._index_key = present
         return self._index
 
