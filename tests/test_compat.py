@@ -108,9 +108,31 @@ def test_validation_follows_the_batches_lightning_validates_after():
     assert record.seen == [False, True, False, True]
 
 
-def test_should_update_logs_reads_the_trainer():
-    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, log_every_n_steps=1)
-    assert isinstance(_compat.should_update_logs(trainer), bool)
+@pytest.mark.parametrize(("every", "accumulate", "stop_at"), [(3, 1, None), (1, 1, None), (0, 1, None), (2, 2, None), (4, 1, 5)])
+def test_the_training_logging_step_is_lightnings_should_update_logs(every, accumulate, stop_at):
+    class Compare(L.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == stop_at:
+                trainer.should_stop = True
+            self.compare(trainer)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.compare(trainer)
+
+        def compare(self, trainer):
+            self.seen.append(_compat.training_logging_step(trainer))
+            assert self.seen[-1] == trainer._logger_connector.should_update_logs
+
+    compare = Compare()
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        max_epochs=2, log_every_n_steps=every, accumulate_grad_batches=accumulate, callbacks=[compare],
+                        limit_val_batches=0)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(12, 1)), batch_size=1)
+    trainer.fit(_Tiny(), train_dataloaders=data)
+    assert (True in compare.seen) == (every > 0)
 
 
 def test_a_missing_private_name_fails_loudly_with_the_installed_version():

@@ -73,7 +73,7 @@ BAD = [
     (["+data.batch_sise=3"], "data.batch_sise: not an argument of lit_train.data.DigitsDataModule; did you mean 'batch_size'?"),
     (["+model.net.hiden=3"], "model.net.hiden: not an argument of lit_train.models.MLP; did you mean 'hidden'?"),
     (["+model.compiled=true"], "model.compiled: not an argument of lit_train.modules.Classifier; did you mean 'compile'?"),
-    (["+callbacks.lr_monitor.log_momentm=true"], "callbacks.lr_monitor.log_momentm: not an argument of lightning.pytorch.callbacks.LearningRateMonitor; did you mean 'log_momentum'?"),
+    (["+callbacks.lr_monitor.log_momentm=true"], "callbacks.lr_monitor.log_momentm: not an argument of lit_train.training.lr_monitor.LearningRateMonitor; did you mean 'log_momentum'?"),
     (["data.num_classes=3"], "data.num_classes: must be one of 10, got 3"),
     (["data.val_fraction=0.5", "data.test_fraction=0.5"], "data.val_fraction: data.val_fraction + data.test_fraction must be below 1 to leave training data, got 0.5 + 0.5"),
     (["data=text", "model=gpt", "data.path=/nonexistent/book.txt"], "data.path: no such file '/nonexistent/book.txt'"),

@@ -101,9 +101,17 @@ def rank_command_modules() -> tuple[ModuleType, ...]:
 CURRENT_HOOK_ATTRIBUTE = "_current_fx_name"
 
 
-def should_update_logs(trainer: Any) -> bool:
-    """Whether Lightning sends step metrics to the loggers at this step (its logging steps, and the last step)."""
-    return trainer._logger_connector.should_update_logs
+def training_logging_step(trainer: Any) -> bool:
+    """Whether Lightning sends step metrics to the loggers at this training batch (a logging step, or the last).
+
+    Lightning's ``should_update_logs`` rule for the fit loop, without its search for the running
+    loop through the trainer's state properties, which costs more than the rule on every call:
+    read inside a training batch, that loop is the fit loop.
+    """
+    every = trainer.log_every_n_steps
+    if every == 0:
+        return False
+    return (trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % every == 0 or trainer.should_stop
 
 
 #: The callback hooks Lightning calls at every batch.

@@ -45,6 +45,10 @@ _MODULE_TYPES = Union((Text(), Built(), ListOf(Union((Text(), Built())))))
 _LOG_INTERVAL = Number(1, integer=True, nullable=True)
 _MODE = OneOf(("max", "min"))
 
+_LR_MONITOR = Spec({
+    "logging_interval": OneOf(("epoch", "step"), nullable=True), "log_momentum": FLAG, "log_weight_decay": FLAG,
+})
+
 _CHECKPOINT = Spec({
     "dirpath": Text(nullable=True),
     "filename": Text(nullable=True),
@@ -132,9 +136,8 @@ CALLBACKS: dict[str, Spec] = {
         "seed": Number(0, integer=True, nullable=True),
     }),
     "lit_callbacks.WeightPenalty": Spec({"l1": NON_NEGATIVE, "l2": NON_NEGATIVE, "exclude_bias_and_norm": FLAG}),
-    "lightning.pytorch.callbacks.LearningRateMonitor": Spec({
-        "logging_interval": OneOf(("epoch", "step"), nullable=True), "log_momentum": FLAG, "log_weight_decay": FLAG,
-    }),
+    "lightning.pytorch.callbacks.LearningRateMonitor": _LR_MONITOR,
+    "lit_train.training.lr_monitor.LearningRateMonitor": _LR_MONITOR,
     "lightning.pytorch.callbacks.ModelCheckpoint": _CHECKPOINT,
     "lit_train.training.checkpoint.ModelCheckpoint": _CHECKPOINT,
     "lit_train.training.progress.ProgressBar": Spec({"refresh_seconds": NON_NEGATIVE, "leave": FLAG}),
