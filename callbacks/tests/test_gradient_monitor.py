@@ -679,7 +679,9 @@ class SparseEmbedding(L.LightningModule):
     def on_after_backward(self):
         if self.global_step == self.bad_step:
             grad = self.embedding.weight.grad
-            self.embedding.weight.grad = torch.sparse_coo_tensor(grad._indices(), grad._values() * math.nan, grad.shape)
+            self.embedding.weight.grad = torch.sparse_coo_tensor(
+                grad._indices(), grad._values() * math.nan, grad.shape, check_invariants=True
+            )
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
