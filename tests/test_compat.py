@@ -108,6 +108,22 @@ def test_validation_follows_the_batches_lightning_validates_after():
     assert record.seen == [False, True, False, True]
 
 
+def test_accumulating_is_true_for_the_batches_after_which_the_optimizer_does_not_step():
+    class Record(L.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_end(self, trainer, *args):
+            self.seen.append(_compat.accumulating(trainer))
+
+    record = Record()
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        max_epochs=1, accumulate_grad_batches=2, callbacks=[record])
+    trainer.fit(_Tiny(), torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(5, 1)), batch_size=1))
+    assert record.seen == [True, False, True, False, False]  # the epoch's last batch steps too
+    assert trainer.global_step == 3
+
+
 @pytest.mark.parametrize(("every", "accumulate", "stop_at"), [(3, 1, None), (1, 1, None), (0, 1, None), (2, 2, None), (4, 1, 5)])
 def test_the_training_logging_step_is_lightnings_should_update_logs(every, accumulate, stop_at):
     class Compare(L.Callback):

@@ -96,6 +96,31 @@ def test_classifier_logs_exact_epoch_means_and_windowed_step_losses():
     assert set(trainer.callback_metrics) >= {"train/loss", "train/acc", "train/loss_step", "val/loss", "val/acc"}
 
 
+class RecordsLosses(Classifier):
+    """A Classifier that keeps every training batch's mean loss."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.losses: list[float] = []
+
+    def step(self, batch):
+        loss, metrics = super().step(batch)
+        if self.training:
+            self.losses.append(loss.item())
+        return loss, metrics
+
+
+def test_under_gradient_accumulation_the_step_loss_is_the_mean_of_every_batch_since_the_last_log():
+    torch.manual_seed(0)
+    module = RecordsLosses(MLP(4, 3, hidden=[8]), num_classes=3)
+    module.configure_optimizers = lambda: torch.optim.SGD(module.parameters(), lr=0.1)
+    trainer = _trainer(max_epochs=1, log_every_n_steps=2, accumulate_grad_batches=2, limit_val_batches=0)
+    trainer.fit(module, TensorLoader(*_data(48), batch_size=8))  # 6 batches, 3 optimizer steps
+    # Lightning logs after the batch that takes the second optimizer step (batch 3, step 1): the
+    # mean covers batches 0-3, not only the last micro-batch.
+    assert trainer.logger.values("train/loss_step") == [(1, pytest.approx(sum(module.losses[:4]) / 4))]
+
+
 class LogsThroughLightning(Classifier):
     """A Classifier that also logs a marker through ``self.log`` wherever it logs its epoch means."""
 

@@ -114,6 +114,11 @@ def training_logging_step(trainer: Any) -> bool:
     return (trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % every == 0 or trainer.should_stop
 
 
+def accumulating(trainer: Any) -> bool:
+    """Whether this training batch only accumulates gradients, without an optimizer step after it."""
+    return trainer.fit_loop._should_accumulate()
+
+
 #: The callback hooks Lightning calls at every batch.
 BATCH_HOOKS = (
     "on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",

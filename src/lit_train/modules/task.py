@@ -8,7 +8,7 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor, nn
 
-from lit_train._compat import training_logging_step
+from lit_train._compat import accumulating, training_logging_step
 from lit_train.modules.epoch_log import log_epoch_means
 from lit_train.modules.quick_hooks import QuickHooks
 from lit_train.modules.running_means import RunningMeans
@@ -115,7 +115,8 @@ class TaskModule(QuickHooks, L.LightningModule):
             trainer = self.trainer
         except RuntimeError:  # not attached: a step called directly (tests, lit_train's doctor) has nowhere to log
             return False
-        return training_logging_step(trainer)
+        # Under gradient accumulation Lightning sends step metrics only after the batch that steps.
+        return training_logging_step(trainer) and not (self.automatic_optimization and accumulating(trainer))
 
     def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self._update(self._epoch["val"], batch)
