@@ -85,23 +85,25 @@ def test_model_checkpoint_internals_resolve():
     assert _compat.state_key(checkpoint, a=1).startswith("ModelCheckpoint{")
 
 
+class RecordAtBatchEnd(L.Callback):
+    """Keeps what ``read(trainer)`` says at the end of every training batch."""
+
+    def __init__(self, read):
+        self.read, self.seen = read, []
+
+    def on_train_batch_end(self, trainer, *args):
+        self.seen.append(self.read(trainer))
+
+
 def test_validation_follows_the_batches_lightning_validates_after():
-    import torch
     from torch.utils.data import DataLoader, TensorDataset
-
-    class Record(L.Callback):
-        def __init__(self):
-            self.seen = []
-
-        def on_train_batch_end(self, trainer, *args):
-            self.seen.append(_compat.validation_follows(trainer))
 
     class Tiny(_Tiny):
         def validation_step(self, batch, batch_idx):
             pass
 
     data = DataLoader(TensorDataset(torch.ones(4, 1)), batch_size=1)
-    record = Record()
+    record = RecordAtBatchEnd(_compat.validation_follows)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, max_epochs=1,
                         val_check_interval=2, num_sanity_val_steps=0, callbacks=[record], enable_model_summary=False)
     trainer.fit(Tiny(), train_dataloaders=data, val_dataloaders=data)
@@ -109,14 +111,7 @@ def test_validation_follows_the_batches_lightning_validates_after():
 
 
 def test_accumulating_is_true_for_the_batches_after_which_the_optimizer_does_not_step():
-    class Record(L.Callback):
-        def __init__(self):
-            self.seen = []
-
-        def on_train_batch_end(self, trainer, *args):
-            self.seen.append(_compat.accumulating(trainer))
-
-    record = Record()
+    record = RecordAtBatchEnd(_compat.accumulating)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         max_epochs=1, accumulate_grad_batches=2, callbacks=[record])
     trainer.fit(_Tiny(), torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(5, 1)), batch_size=1))
