@@ -39,9 +39,9 @@ class GradientMonitor(Callback):
     and before gradient clipping. That hook runs once per optimizer step, so gradient
     accumulation yields one measurement per step.
 
-    Every optimizer step reads every gradient once, in one fused kernel, and never syncs
-    per parameter. A logged step (every ``log_every_n_steps``) and every step of the device
-    skip take ``torch._foreach_norm`` of all gradients (L2): a NaN or Inf element makes its
+    Every optimizer step reads every gradient once and never syncs per parameter. A logged
+    step (every ``log_every_n_steps``) and every step of the device skip take
+    ``torch._foreach_norm`` of all gradients (L2): a NaN or Inf element makes its
     gradient's norm non-finite, and the same norms give the per-layer norms, copied to the
     host in a single transfer. A finite gradient whose L2 norm overflows float32 (elements
     around 1e19) reads as non-finite too; the host check then tells the two apart with an
@@ -581,8 +581,9 @@ class GradientMonitor(Callback):
             self._device_skip = self._uses_device_skip(trainer, optimizer, device)
             if self._device_skip:
                 self._clear_after_step = optimizer.register_step_post_hook(_clear_found_inf)
-            found, one = (torch.full((1,), value, dtype=torch.float32, device=device) for value in (0.0, 1.0))
-            self._finite_check = (found, one)
+            # float32, as the kernel requires, whatever the default dtype
+            self._finite_check = (torch.zeros(1, dtype=torch.float32, device=device),
+                                  torch.ones(1, dtype=torch.float32, device=device))
         return layout
 
     def _stop_clearing(self) -> None:
